@@ -1,0 +1,50 @@
+"""Normalisation of the public ``rng`` argument to a :class:`numpy.random.SeedSequence`."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+RngLike = int | np.random.SeedSequence | None
+
+
+def as_seed_sequence(rng: RngLike) -> np.random.SeedSequence:
+    """Return ``rng`` as a :class:`numpy.random.SeedSequence`.
+
+    Parameters
+    ----------
+    rng : int, numpy.random.SeedSequence or None
+        A non-negative integer seed, an existing seed sequence (returned as is), or
+        ``None`` for fresh OS entropy (the entropy is kept in ``.entropy`` so that the
+        draw can be reproduced).
+
+    Returns
+    -------
+    numpy.random.SeedSequence
+
+    Raises
+    ------
+    TypeError
+        If ``rng`` is of another type (a ``numpy.random.Generator`` is refused: its
+        state cannot be split into per-replicate streams reproducibly).
+    ValueError
+        If ``rng`` is a negative integer.
+
+    Examples
+    --------
+    >>> as_seed_sequence(0).entropy
+    0
+    """
+    if rng is None:
+        return np.random.SeedSequence()
+    if isinstance(rng, np.random.SeedSequence):
+        return rng
+    if isinstance(rng, numbers.Integral) and not isinstance(rng, bool):
+        if int(rng) < 0:
+            raise ValueError(f"`rng` must be a non-negative integer seed; got {int(rng)}.")
+        return np.random.SeedSequence(int(rng))
+    raise TypeError(
+        "`rng` must be an int, a numpy.random.SeedSequence or None; "
+        f"got {type(rng).__name__}."
+    )

@@ -1,0 +1,268 @@
+"""Core types of the validation suite: check results, negative controls and the registry.
+
+A *check* is a Monte Carlo experiment that tests one claim of SPEC.md against a
+simulator whose truth is known. Each check is a function registered with
+:func:`register`; it receives a :class:`RunContext` (profile, seed, z) and returns one
+or more :class:`CheckResult`. Later work only adds checks; the runner and the report
+read the registry.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from validation.mc import Z_FAMILY
+
+Profile = Literal["quick", "full"]
+PROFILES: tuple[Profile, ...] = ("quick", "full")
+
+
+@dataclass(frozen=True, slots=True)
+class NegativeControl:
+    """A variant for which the claim is false; the check must reject it.
+
+    Attributes
+    ----------
+    name : str
+        What the control is, e.g. ``"naive binomial s.e."``.
+    figure : float
+        The control's value of the check's statistic.
+    failed_as_expected : bool
+        True when the control falls outside the tolerance band (or otherwise fails the
+        claim as it should). A control that passes is a failure of the suite.
+    """
+
+    name: str
+    figure: float
+    failed_as_expected: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """Outcome of one cell of one check.
+
+    Attributes
+    ----------
+    name : str
+        Unique cell name, ``"<check>/<cell>"`` or just ``"<check>"``.
+    claim : str
+        The claim in one sentence; for an exact identity, why there is no control.
+    scenario : dict
+        The simulator settings (JSON-serialisable).
+    figure : float
+        The measured statistic (e.g. empirical coverage).
+    expected : float
+        Its value under the claim (e.g. 0.95).
+    tolerance : float
+        Half-width of the acceptance band, ``z`` Monte Carlo standard errors.
+    passed : bool
+        ``abs(figure - expected) <= tolerance`` (or the check's own stated rule).
+    n_replicates : int
+        Monte Carlo replicates behind ``figure``.
+    seed : int
+        Entropy of the root seed sequence; the cell is reproduced from it and the name.
+    negative_control : NegativeControl or None
+        None only for exact identities (the claim says why).
+    extra : dict
+        Series for plots and details (JSON-serialisable); not part of the verdict.
+    """
+
+    name: str
+    claim: str
+    scenario: dict[str, Any]
+    figure: float
+    expected: float
+    tolerance: float
+    passed: bool
+    n_replicates: int
+    seed: int
+    negative_control: NegativeControl | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """True when the claim holds and the negative control (if any) failed."""
+        return self.passed and (
+            self.negative_control is None or self.negative_control.failed_as_expected
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-serialisable dict (the ``results.json`` schema of a check)."""
+        out = asdict(self)
+        out["negative_control"] = (
+            None if self.negative_control is None else asdict(self.negative_control)
+        )
+        return _jsonable(out)
+
+
+def _jsonable(value: Any) -> Any:
+    """Convert numpy scalars/arrays and tuples to plain JSON types; non-finite -> str."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return [_jsonable(v) for v in value.tolist()]
+    if isinstance(value, np.generic):
+        return _jsonable(value.item())
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class RunContext:
+    """What a check receives from the runner.
+
+    Attributes
+    ----------
+    profile : {"quick", "full"}
+        Size of the run; checks pick their replicate counts with :meth:`replicates`.
+    seed : int
+        Root seed of the run.
+    z : float
+        Tolerance multiplier (Monte Carlo standard errors) for every cell.
+    progress : callable or None
+        ``progress(done, total)``, for long checks to report progress.
+    """
+
+    profile: Profile
+    seed: int
+    z: float = Z_FAMILY
+    progress: Callable[[int, int], None] | None = None
+
+    def replicates(self, quick: int, full: int) -> int:
+        """Return ``quick`` or ``full`` according to the profile."""
+        return quick if self.profile == "quick" else full
+
+    def seed_sequence(self, name: str) -> np.random.SeedSequence:
+        """Seed sequence of the check or cell ``name``.
+
+        It depends only on the root seed and the name, so a check gives the same
+        figures whether it runs alone (``--only``) or with all the others.
+        """
+        return np.random.SeedSequence(self.seed, spawn_key=(zlib.crc32(name.encode()),))
+
+
+CheckFunction = Callable[[RunContext], "CheckResult | list[CheckResult]"]
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """A registered check: its function and what the report says about it.
+
+    Attributes
+    ----------
+    name : str
+        Registry key (kebab-case).
+    claim : str
+        The claim tested, one or two sentences.
+    function : callable
+        ``function(ctx) -> CheckResult | list[CheckResult]``.
+    reference : str
+        The paper and equation / SPEC section the claim comes from.
+    published : str
+        A published figure the check reproduces, with its source, or "".
+    group : str
+        Report section (``"ab"``, ``"power"``, ``"cuped"``, ``"retrieval"``...).
+    exact : bool
+        True for exact identities (no negative control).
+    """
+
+    name: str
+    claim: str
+    function: CheckFunction
+    reference: str = ""
+    published: str = ""
+    group: str = "misc"
+    exact: bool = False
+
+    def run(self, ctx: RunContext) -> list[CheckResult]:
+        """Run the check and return its cells as a list."""
+        out = self.function(ctx)
+        return [out] if isinstance(out, CheckResult) else list(out)
+
+
+_REGISTRY: dict[str, Check] = {}
+
+
+def register(
+    name: str,
+    *,
+    claim: str,
+    reference: str = "",
+    published: str = "",
+    group: str = "misc",
+    exact: bool = False,
+) -> Callable[[CheckFunction], CheckFunction]:
+    """Register a check function under ``name`` (decorator).
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is already registered or empty.
+    """
+    if not name or any(c.isspace() for c in name):
+        raise ValueError(f"`name` must be a non-empty string without spaces; got {name!r}.")
+
+    def decorator(function: CheckFunction) -> CheckFunction:
+        if name in _REGISTRY:
+            raise ValueError(f"a check named {name!r} is already registered.")
+        _REGISTRY[name] = Check(
+            name=name,
+            claim=claim,
+            function=function,
+            reference=reference,
+            published=published,
+            group=group,
+            exact=exact,
+        )
+        return function
+
+    return decorator
+
+
+def unregister(name: str) -> None:
+    """Remove a check (for tests that register temporary checks)."""
+    _REGISTRY.pop(name, None)
+
+
+def get_check(name: str) -> Check:
+    """Return the registered check ``name``.
+
+    Raises
+    ------
+    KeyError
+        With the list of known names, if ``name`` is not registered.
+    """
+    load_builtin_checks()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        known = ", ".join(sorted(_REGISTRY)) or "(none)"
+        raise KeyError(f"no check named {name!r}; known checks: {known}") from None
+
+
+def iter_checks() -> Iterator[Check]:
+    """Iterate over the registered checks in name order (built-in ones loaded first)."""
+    load_builtin_checks()
+    for key in sorted(_REGISTRY):
+        yield _REGISTRY[key]
+
+
+#: Modules whose import registers the built-in checks. Later work appends to it.
+BUILTIN_CHECK_MODULES: list[str] = []
+
+
+def load_builtin_checks() -> None:
+    """Import every module of :data:`BUILTIN_CHECK_MODULES` (idempotent)."""
+    import importlib
+
+    for module in BUILTIN_CHECK_MODULES:
+        importlib.import_module(module)

@@ -1,0 +1,71 @@
+"""Monte Carlo standard errors and the tolerance bands every check uses (SPEC §5).
+
+A check passes when ``|figure - expected| <= tolerance`` with
+``tolerance = z * mcse``. The report uses one ``z`` for every cell, :data:`Z_FAMILY`,
+chosen so that the chance that *any* cell of a report fails by Monte Carlo noise
+alone is below 1 %: a two-sided normal tail beyond 4 is 6.3e-5, so a report of up
+to 150 cells has a family-wise false-failure rate of at most 150 * 6.3e-5 < 1 %
+(Bonferroni). :func:`family_wise_rate` states the bound for the actual cell count.
+"""
+
+from __future__ import annotations
+
+import math
+
+from scipy import special
+
+#: The z multiplier of every Monte Carlo tolerance in the report.
+Z_FAMILY: float = 4.0
+
+
+def two_sided_tail(z: float) -> float:
+    """Return P(|N(0, 1)| > z)."""
+    return float(special.erfc(z / math.sqrt(2.0)))
+
+
+def family_wise_rate(n_cells: int, z: float = Z_FAMILY) -> float:
+    """Bonferroni bound on the chance that any of ``n_cells`` cells fails by noise alone.
+
+    Examples
+    --------
+    >>> round(family_wise_rate(100), 4)
+    0.0063
+    """
+    if n_cells < 0:
+        raise ValueError(f"`n_cells` must be >= 0; got {n_cells}.")
+    return min(1.0, n_cells * two_sided_tail(z))
+
+
+def mcse_proportion(p: float, n_replicates: int) -> float:
+    """Monte Carlo standard error of a proportion estimated from ``n_replicates`` draws.
+
+    Use the *claimed* proportion (e.g. 0.95 for coverage, alpha for a false-positive
+    rate) so the band does not depend on the noisy estimate.
+
+    Examples
+    --------
+    >>> round(mcse_proportion(0.95, 10_000), 5)
+    0.00218
+    """
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"`p` must be in [0, 1]; got {p}.")
+    if n_replicates < 1:
+        raise ValueError(f"`n_replicates` must be >= 1; got {n_replicates}.")
+    return math.sqrt(p * (1.0 - p) / n_replicates)
+
+
+def mcse_mean(sd: float, n_replicates: int) -> float:
+    """Monte Carlo standard error of a mean of ``n_replicates`` draws with s.d. ``sd``."""
+    if n_replicates < 1:
+        raise ValueError(f"`n_replicates` must be >= 1; got {n_replicates}.")
+    return float(sd) / math.sqrt(n_replicates)
+
+
+def proportion_tolerance(p: float, n_replicates: int, z: float = Z_FAMILY) -> float:
+    """``z`` Monte Carlo standard errors of a proportion ``p`` over ``n_replicates``."""
+    return z * mcse_proportion(p, n_replicates)
+
+
+def band(expected: float, mcse: float, z: float = Z_FAMILY) -> tuple[float, float]:
+    """Return the acceptance interval ``expected ± z * mcse``."""
+    return expected - z * mcse, expected + z * mcse
