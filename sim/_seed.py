@@ -48,3 +48,27 @@ def as_seed_sequence(rng: RngLike) -> np.random.SeedSequence:
         "`rng` must be an int, a numpy.random.SeedSequence or None; "
         f"got {type(rng).__name__}."
     )
+
+
+def child_sequences(ss: np.random.SeedSequence, n: int) -> list[np.random.SeedSequence]:
+    """Return the first ``n`` children of ``ss`` without advancing its spawn counter.
+
+    ``SeedSequence.spawn`` mutates its parent, so two calls with the same object would
+    draw different replicates. Child ``r`` here is always the one ``ss.spawn`` would
+    have produced as its ``r``-th child from a fresh parent, so replicate ``r`` depends
+    only on ``(ss.entropy, ss.spawn_key, r)``.
+
+    Examples
+    --------
+    >>> ss = np.random.SeedSequence(1)
+    >>> a = child_sequences(ss, 3)[2].generate_state(1)
+    >>> b = np.random.SeedSequence(1).spawn(3)[2].generate_state(1)
+    >>> bool((a == b).all())
+    True
+    """
+    if n < 0:
+        raise ValueError(f"`n` must be >= 0; got {n}.")
+    return [
+        np.random.SeedSequence(ss.entropy, spawn_key=(*ss.spawn_key, r), pool_size=ss.pool_size)
+        for r in range(n)
+    ]

@@ -151,6 +151,7 @@ class RunContext:
 
 
 CheckFunction = Callable[[RunContext], "CheckResult | list[CheckResult]"]
+PlotFunction = Callable[[list[CheckResult]], Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +174,9 @@ class Check:
         Report section (``"ab"``, ``"power"``, ``"cuped"``, ``"retrieval"``...).
     exact : bool
         True for exact identities (no negative control).
+    plot : callable or None
+        ``plot(results) -> matplotlib.figure.Figure`` drawing this check's cells (from
+        their ``extra`` series); the report saves it as a PNG. None: no plot.
     """
 
     name: str
@@ -182,6 +186,7 @@ class Check:
     published: str = ""
     group: str = "misc"
     exact: bool = False
+    plot: PlotFunction | None = None
 
     def run(self, ctx: RunContext) -> list[CheckResult]:
         """Run the check and return its cells as a list."""
@@ -200,6 +205,7 @@ def register(
     published: str = "",
     group: str = "misc",
     exact: bool = False,
+    plot: PlotFunction | None = None,
 ) -> Callable[[CheckFunction], CheckFunction]:
     """Register a check function under ``name`` (decorator).
 
@@ -222,6 +228,7 @@ def register(
             published=published,
             group=group,
             exact=exact,
+            plot=plot,
         )
         return function
 
