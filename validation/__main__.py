@@ -1,0 +1,352 @@
+"""Command line of the validation suite: ``python -m validation run | list | show``.
+
+``run`` runs the registered checks and writes the report (``results.json``,
+``report.md``, ``report.html``, ``plots/``); ``list`` lists the checks; ``show NAME``
+prints what a check claims, its reference and published figure, the scenario it
+describes and, when a previous report holds it, the figures of its cells.
+
+Exit status of ``run``: 0 when every claim holds and every negative control fails as
+it should; 1 otherwise (the failures are printed); 2 for a usage error; 130 when
+interrupted (SIGINT or SIGTERM), in which case nothing is written and a previous
+report in the folder is left as it was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import signal
+import sys
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from validation.core import PROFILES
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer; got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer; got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of ``python -m validation``."""
+    from validation.runner import DEFAULT_SEED
+
+    parser = argparse.ArgumentParser(
+        prog="python -m validation",
+        description="Monte Carlo validation of the A/B-test and retrieval formulas.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,list,show}")
+
+    run = sub.add_parser(
+        "run",
+        help="run the checks and write the report",
+        description="Run the registered checks and write results.json, report.md, "
+        "report.html and plots/ into --out.",
+    )
+    run.add_argument("--profile", choices=PROFILES, default="quick", help="default: quick")
+    run.add_argument(
+        "--only",
+        nargs="+",
+        metavar="NAME",
+        help="run only these checks: check names, group names or shell patterns (ab-*)",
+    )
+    run.add_argument("--out", default="report", help="report folder (default: report/)")
+    run.add_argument(
+        "--seed", type=_seed, default=DEFAULT_SEED, help=f"root seed (default: {DEFAULT_SEED})"
+    )
+    run.add_argument(
+        "--recsys-results",
+        metavar="PATH",
+        help="results.json of `python -m recsys compare` to include in the report",
+    )
+    run.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE first (it may register extra checks); repeatable",
+    )
+    progress = run.add_mutually_exclusive_group()
+    progress.add_argument(
+        "--progress", dest="progress", action="store_true", default=None, help="always draw bars"
+    )
+    progress.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="never draw progress bars"
+    )
+
+    lst = sub.add_parser("list", help="list the registered checks")
+    lst.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE")
+
+    show = sub.add_parser("show", help="describe one check")
+    show.add_argument("name")
+    show.add_argument(
+        "--results",
+        metavar="PATH",
+        default=str(Path("report") / "results.json"),
+        help="a previous results.json whose cells of NAME to print (default: "
+        "report/results.json, if present)",
+    )
+    show.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE")
+    return parser
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an interrupt so that the run stops cleanly."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise _Terminated()
+
+
+def _load(imports: Sequence[str]) -> str | None:
+    """Import the built-in check modules and ``imports``; return an error text or None."""
+    import traceback
+
+    from validation.core import load_builtin_checks
+    from validation.runner import import_check_modules
+
+    try:
+        load_builtin_checks()
+        import_check_modules(imports)
+    except Exception:  # noqa: BLE001 - reported, exit 1
+        return "could not import the check modules:\n" + traceback.format_exc()
+    return None
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from validation.core import iter_checks
+
+    error = _load(args.imports)
+    if error:
+        print(error, file=sys.stderr)
+        return EXIT_FAILED
+    checks = list(iter_checks())
+    if not checks:
+        print("no checks are registered.")
+        return EXIT_OK
+    width = max(len(c.name) for c in checks)
+    for c in checks:
+        claim = " ".join(c.claim.split())
+        claim = claim if len(claim) <= 90 else claim[:89] + "…"
+        kind = "exact" if c.exact else "MC"
+        print(f"{c.name:<{width}}  {c.group:<10} {kind:<5}  {claim}")
+    print(f"{len(checks)} checks")
+    return EXIT_OK
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    from validation.core import get_check, iter_checks
+    from validation.runner import _fmt
+
+    error = _load(args.imports)
+    if error:
+        print(error, file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        check = get_check(args.name)
+    except KeyError:
+        known = ", ".join(c.name for c in iter_checks()) or "(none registered)"
+        print(f"error: no check named {args.name!r}; known checks: {known}", file=sys.stderr)
+        return EXIT_USAGE
+    wrap = textwrap.TextWrapper(width=88, subsequent_indent="    ")
+    print(check.name)
+    print(wrap.fill(f"  claim: {check.claim}"))
+    print(
+        f"  group: {check.group}"
+        + ("  (exact identity: no negative control)" if check.exact else "")
+    )
+    print(wrap.fill(f"  reference: {check.reference or '(none given)'}"))
+    print(wrap.fill(f"  published figure: {check.published or '(none)'}"))
+    doc = inspect.getdoc(check.function)
+    if doc:
+        print("  scenario (from the check's docstring):")
+        print(textwrap.indent(doc, "    "))
+    if check.plot is not None:
+        print(f"  plot: {getattr(check.plot, '__qualname__', check.plot)!s}")
+    path = Path(args.results)
+    if path.is_file():
+        try:
+            doc_json = json.loads(path.read_text(encoding="utf-8"))
+            cells = [c for c in doc_json.get("checks", []) if c.get("check") == check.name]
+        except (OSError, ValueError, AttributeError) as exc:
+            print(f"  (could not read {path}: {exc})")
+            cells = []
+        if cells:
+            print(
+                f"  last run ({path}, seed {doc_json.get('seed')}, "
+                f"profile {doc_json.get('profile')}):"
+            )
+            for cell in cells:
+                scen = ", ".join(f"{k}={v}" for k, v in (cell.get("scenario") or {}).items())
+                verdict = "PASS" if cell.get("passed") else "FAIL"
+                print(
+                    f"    {verdict} {cell.get('name')}: {_fmt(cell.get('figure'))} vs "
+                    f"{_fmt(cell.get('expected'))} ± {_fmt(cell.get('tolerance'))}"
+                    f" (R={cell.get('n_replicates')})"
+                )
+                if scen:
+                    print(wrap.fill(f"      scenario: {scen}"))
+    return EXIT_OK
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from tqdm import tqdm
+
+    from validation.report import write_report
+    from validation.runner import (
+        RunInterrupted,
+        UnknownCheckError,
+        format_outcome_lines,
+        reproduce_command,
+        run_checks,
+        select_checks,
+    )
+
+    if args.recsys_results is not None and not Path(args.recsys_results).is_file():
+        print(
+            f"error: `--recsys-results` must be an existing file; got {args.recsys_results!r}.",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    out_dir = Path(args.out)
+    if out_dir.exists() and not out_dir.is_dir():
+        print(f"error: `--out` must be a folder; got the file {str(out_dir)!r}.", file=sys.stderr)
+        return EXIT_USAGE
+    error = _load(args.imports)
+    if error:
+        print(error, file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        checks = select_checks(args.only)
+    except UnknownCheckError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    command = reproduce_command(
+        profile=args.profile, seed=args.seed, only=args.only, imports=args.imports
+    )
+    print(
+        f"validation: {len(checks)} checks, profile {args.profile}, seed {args.seed}",
+        flush=True,
+    )
+
+    def echo(outcome: Any) -> None:
+        for line in format_outcome_lines(outcome):
+            tqdm.write(line, file=sys.stdout)
+        sys.stdout.flush()
+
+    old_term = signal.getsignal(signal.SIGTERM)
+    try:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread: SIGTERM keeps its handler
+        old_term = None
+    try:
+        try:
+            run = run_checks(
+                checks,
+                profile=args.profile,
+                seed=args.seed,
+                show_progress=args.progress,
+                on_outcome=echo,
+                command=command,
+            )
+            paths = write_report(run, out_dir, recsys_results=args.recsys_results)
+        except RunInterrupted as exc:
+            _print_interrupted(exc, out_dir)
+            return EXIT_INTERRUPTED
+        except KeyboardInterrupt:
+            print(
+                f"\ninterrupted while writing the report; {out_dir / 'results.json'} was not "
+                "replaced.",
+                file=sys.stderr,
+            )
+            return EXIT_INTERRUPTED
+    finally:
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
+    return _print_summary(run, paths)
+
+
+def _print_interrupted(exc: Any, out_dir: Path) -> None:
+    print("\ninterrupted.", file=sys.stderr)
+    if exc.current:
+        print(f"  running when interrupted: {exc.current}", file=sys.stderr)
+    if exc.completed:
+        print(f"  completed ({len(exc.completed)}):", file=sys.stderr)
+        for outcome in exc.completed:
+            state = "ok" if outcome.ok else "FAILED"
+            print(f"    {outcome.check.name}: {state} ({outcome.elapsed_s:.1f} s)", file=sys.stderr)
+    else:
+        print("  no check completed.", file=sys.stderr)
+    print(
+        f"  nothing was written; {(out_dir / 'results.json').resolve()} was left as it was.",
+        file=sys.stderr,
+    )
+
+
+def _print_summary(run: Any, paths: Any) -> int:
+    from validation.runner import QUICK_BUDGET_S
+
+    print()
+    print(
+        f"cells passed: {run.n_passed}/{run.n_cells}; negative controls failed as expected: "
+        f"{run.n_controls_failed}/{run.n_controls}; exact identities: {run.n_exact}"
+    )
+    print(
+        f"family-wise false-failure bound: {run.family_wise_rate:.2%} "
+        f"({run.n_cells} cells at z = {run.z:g}); seed {run.seed}; "
+        f"elapsed {run.elapsed_s:.1f} s"
+    )
+    if run.profile == "quick" and run.elapsed_s > QUICK_BUDGET_S:
+        print(f"note: the quick profile took longer than its {QUICK_BUDGET_S:.0f} s budget.")
+    print(f"reproduce: {run.command}")
+    for err in paths.plot_errors:
+        print(f"plot failed (reported in the report): {err}")
+    problems = run.problems
+    if problems:
+        print(f"\nFAILED: {len(problems)} problem(s):")
+        for problem in problems:
+            print(f"  - {problem}")
+    else:
+        print("\nPASSED: every claim holds and every negative control failed as it should.")
+    print("\nreport written:")
+    print(f"  {paths.html}")
+    print(f"  {paths.markdown}")
+    print(f"  {paths.results_json}")
+    print(f"  {paths.html.parent / 'plots'}{'/' if paths.plots else ''} ({len(paths.plots)} PNGs)")
+    return EXIT_OK if not problems else EXIT_FAILED
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: 2 for usage errors, 0 for --help
+        return int(exc.code or 0)
+    if args.command == "list":
+        return _cmd_list(args)
+    if args.command == "show":
+        return _cmd_show(args)
+    return _cmd_run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,767 @@
+"""Run registered checks, judge the suite and write ``results.json`` (SPEC §5).
+
+The runner selects checks from the registry of :mod:`validation.core`, runs each with
+a :class:`~validation.core.RunContext` carrying the run's root seed, records what every
+check returned (or the traceback summary of a check that raised, after which the run
+continues) and judges the suite: it holds when every cell passes, every negative
+control fails as it should, no check raised and every check that is not an exact
+identity supplied a control.
+
+Determinism: the runner adds nothing random and nothing time-dependent to the
+``"checks"`` list of ``results.json``; wall-clock times, dates and the thread count
+live in the separate ``"timing"`` and ``"versions"`` keys. A check's figures therefore
+depend only on the seed, the profile and the check's name
+(:meth:`~validation.core.RunContext.seed_sequence`), whether it runs alone or with the
+others and whatever the number of numba threads, provided the check itself follows
+the seeding rules of STYLE.md.
+
+References
+----------
+.. [1] A. Deng, U. Knoblich, J. Lu, "Applying the Delta Method in Metric Analytics:
+   A Practical Guide with Novel Ideas", KDD 2018 (the coverage tables the checks
+   reproduce).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import fnmatch
+import importlib
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from validation.core import PROFILES, Check, CheckResult, RunContext, iter_checks
+from validation.mc import Z_FAMILY, family_wise_rate
+
+#: Root seed of a run when ``--seed`` is not given (printed on every report).
+DEFAULT_SEED: int = 20180819
+
+#: Wall-clock budget of the ``quick`` profile, seconds, on 2 cores (a note, not a verdict).
+QUICK_BUDGET_S: float = 180.0
+
+#: Top-level keys of ``results.json`` that may differ between two runs with the same
+#: seed (wall-clock times, dates, thread count, package versions).
+NONDETERMINISTIC_KEYS: tuple[str, ...] = ("timing", "versions")
+
+_SCHEMA_VERSION = 1
+
+
+class UnknownCheckError(ValueError):
+    """A ``--only`` selector that matches no registered check name, group or pattern."""
+
+
+class RunInterrupted(KeyboardInterrupt):  # noqa: N818 (it is a KeyboardInterrupt)
+    """The run was interrupted (SIGINT or SIGTERM); ``completed`` holds what finished.
+
+    Attributes
+    ----------
+    completed : tuple of CheckOutcome
+        The checks that finished before the interrupt, in run order.
+    current : str or None
+        The check that was running when the interrupt came.
+    """
+
+    def __init__(self, completed: tuple[CheckOutcome, ...], current: str | None) -> None:
+        super().__init__(f"interrupted during {current!r}" if current else "interrupted")
+        self.completed = completed
+        self.current = current
+
+
+@dataclass(frozen=True, slots=True)
+class CheckOutcome:
+    """What one check produced in a run.
+
+    Attributes
+    ----------
+    check : Check
+        The registered check.
+    results : tuple of CheckResult
+        Its cells (empty when it raised).
+    elapsed_s : float
+        Wall-clock seconds it took (reported under ``"timing"``, never with the figures).
+    error : str or None
+        Traceback summary when the check raised; the check then counts as failed.
+    warnings : tuple of str
+        Distinct warnings the check emitted, ``"Category: message"``.
+    """
+
+    check: Check
+    results: tuple[CheckResult, ...]
+    elapsed_s: float
+    error: str | None = None
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def problems(self) -> tuple[str, ...]:
+        """Everything that makes this check fail the suite, one sentence each."""
+        name = self.check.name
+        if self.error is not None:
+            last = self.error.strip().splitlines()[-1] if self.error.strip() else "error"
+            return (f"check {name!r} raised {last}",)
+        if not self.results:
+            return (f"check {name!r} returned no cells (a check that cannot fail).",)
+        out: list[str] = []
+        for res in self.results:
+            out.extend(cell_problems(self.check, res))
+        return tuple(out)
+
+    @property
+    def ok(self) -> bool:
+        """True when the check ran, every cell holds and every control failed."""
+        return not self.problems
+
+
+def cell_problems(check: Check, res: CheckResult) -> list[str]:
+    """Return why the cell ``res`` of ``check`` fails the suite (empty when it holds).
+
+    A cell fails when its claim does not hold, when its negative control passes (the
+    check could not tell a false claim from a true one), when a check not registered
+    as an exact identity returns no control, or when its figure or tolerance is not a
+    finite number.
+    """
+    out: list[str] = []
+    for label, value in (("figure", res.figure), ("tolerance", res.tolerance)):
+        if not _is_finite_number(value):
+            out.append(f"cell {res.name!r}: {label} is not a finite number ({value!r}).")
+    if not res.passed:
+        out.append(
+            f"cell {res.name!r} failed: figure {_fmt(res.figure)} is outside "
+            f"{_fmt(res.expected)} ± {_fmt(res.tolerance)}."
+        )
+    ctrl = res.negative_control
+    if ctrl is None:
+        if not check.exact:
+            out.append(
+                f"cell {res.name!r} has no negative control, and check {check.name!r} is "
+                "not registered as an exact identity (exact=True)."
+            )
+    elif not ctrl.failed_as_expected:
+        out.append(
+            f"negative control {ctrl.name!r} of cell {res.name!r} passed (figure "
+            f"{_fmt(ctrl.figure)}): the check cannot tell the false claim from the true one."
+        )
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class SuiteRun:
+    """A finished run: settings, outcomes in run order and the suite's verdict.
+
+    Attributes
+    ----------
+    seed : int
+        Root seed.
+    profile : {"quick", "full"}
+        Profile the checks ran with.
+    z : float
+        Tolerance multiplier passed to every check.
+    outcomes : tuple of CheckOutcome
+        One per check, in run order.
+    versions : dict
+        Package versions, Python, platform and numba thread count.
+    command : str
+        Command line that reproduces the figures.
+    started_utc : str
+        ISO-8601 start time (reported under ``"timing"``).
+    elapsed_s : float
+        Wall-clock seconds of the whole run.
+    """
+
+    seed: int
+    profile: str
+    z: float
+    outcomes: tuple[CheckOutcome, ...]
+    versions: dict[str, Any]
+    command: str = ""
+    started_utc: str = ""
+    elapsed_s: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def cells(self) -> Iterator[tuple[Check, CheckResult]]:
+        """Iterate over ``(check, cell)`` pairs in run order."""
+        for outcome in self.outcomes:
+            for res in outcome.results:
+                yield outcome.check, res
+
+    @property
+    def n_cells(self) -> int:
+        """Number of cells (a check that raised counts as one failed cell)."""
+        return sum(max(1, len(o.results)) if o.error else len(o.results) for o in self.outcomes)
+
+    @property
+    def n_passed(self) -> int:
+        """Cells whose claim holds."""
+        return sum(1 for _, r in self.cells() if r.passed)
+
+    @property
+    def n_controls(self) -> int:
+        """Cells with a negative control."""
+        return sum(1 for _, r in self.cells() if r.negative_control is not None)
+
+    @property
+    def n_controls_failed(self) -> int:
+        """Negative controls that failed, as they should."""
+        return sum(
+            1
+            for _, r in self.cells()
+            if r.negative_control is not None and r.negative_control.failed_as_expected
+        )
+
+    @property
+    def n_exact(self) -> int:
+        """Cells of exact identities without a control."""
+        return sum(1 for c, r in self.cells() if r.negative_control is None and c.exact)
+
+    @property
+    def family_wise_rate(self) -> float:
+        """Bonferroni bound on the chance that any cell fails by Monte Carlo noise alone."""
+        return family_wise_rate(self.n_cells, self.z)
+
+    @property
+    def problems(self) -> list[str]:
+        """Everything that makes the suite fail, one sentence each."""
+        out: list[str] = []
+        if not self.outcomes:
+            out.append("no checks ran: the registry is empty or the selection matched none.")
+        seen: dict[str, str] = {}
+        for check, res in self.cells():
+            if res.name in seen:
+                out.append(
+                    f"cell name {res.name!r} is returned by both {seen[res.name]!r} and "
+                    f"{check.name!r}; cell names must be unique."
+                )
+            seen.setdefault(res.name, check.name)
+        for outcome in self.outcomes:
+            out.extend(outcome.problems)
+        return out
+
+    @property
+    def ok(self) -> bool:
+        """True when every claim holds and every negative control failed."""
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the ``results.json`` document.
+
+        Keys: ``seed``, ``profile``, ``versions``, ``checks`` (the schema of
+        :meth:`CheckResult.to_dict` plus ``check``, ``group``, ``reference``,
+        ``published``, ``exact``, ``seed_entropy``, ``ok``, ``problems`` and, for a
+        check that raised, ``error``), ``z``, ``summary``, ``command``, ``timing``.
+        Only ``timing`` and ``versions`` may differ between runs with the same seed.
+        """
+        checks: list[dict[str, Any]] = []
+        for outcome in self.outcomes:
+            checks.extend(_outcome_dicts(outcome))
+        return {
+            "schema_version": _SCHEMA_VERSION,
+            "seed": self.seed,
+            "profile": self.profile,
+            "z": self.z,
+            "command": self.command,
+            "versions": self.versions,
+            "summary": {
+                "ok": self.ok,
+                "n_checks": len(self.outcomes),
+                "n_cells": self.n_cells,
+                "n_passed": self.n_passed,
+                "n_controls": self.n_controls,
+                "n_controls_failed_as_expected": self.n_controls_failed,
+                "n_exact": self.n_exact,
+                "family_wise_false_failure_bound": self.family_wise_rate,
+                "problems": self.problems,
+            },
+            "checks": checks,
+            **self.extra,
+            "timing": {
+                "started_utc": self.started_utc,
+                "elapsed_s": round(self.elapsed_s, 3),
+                "checks_s": {o.check.name: round(o.elapsed_s, 3) for o in self.outcomes},
+            },
+        }
+
+
+def _outcome_dicts(outcome: CheckOutcome) -> list[dict[str, Any]]:
+    check = outcome.check
+    common = {
+        "check": check.name,
+        "group": check.group,
+        "reference": check.reference,
+        "published": check.published,
+        "exact": check.exact,
+    }
+    if outcome.error is not None or not outcome.results:
+        return [
+            {
+                "name": check.name,
+                "claim": check.claim,
+                "scenario": {},
+                "figure": None,
+                "expected": None,
+                "tolerance": None,
+                "passed": False,
+                "n_replicates": 0,
+                "negative_control": None,
+                **common,
+                "seed_entropy": None,
+                "ok": False,
+                "problems": list(outcome.problems),
+                "error": outcome.error,
+                "warnings": list(outcome.warnings),
+            }
+        ]
+    out = []
+    for res in outcome.results:
+        d = res.to_dict()
+        extra = d.pop("extra", {})
+        d.update(common)
+        d["seed_entropy"] = d.get("seed")
+        problems = cell_problems(check, res)
+        d["ok"] = not problems
+        d["problems"] = problems
+        d["warnings"] = list(outcome.warnings)
+        d["extra"] = extra
+        out.append(d)
+    return out
+
+
+def select_checks(only: Sequence[str] | None = None) -> list[Check]:
+    """Return the registered checks that ``only`` selects, in name order.
+
+    Parameters
+    ----------
+    only : sequence of str or None
+        Each entry is a check name, a group name (``"ab"``, ``"retrieval"``...) or a
+        shell-style pattern on check names (``"ab-*"``). None or empty: every check.
+
+    Returns
+    -------
+    list of Check
+
+    Raises
+    ------
+    UnknownCheckError
+        If an entry matches nothing; the message lists the known names and groups.
+    """
+    checks = list(iter_checks())
+    if not only:
+        return checks
+    chosen: set[str] = set()
+    unknown: list[str] = []
+    for selector in only:
+        hits = {
+            c.name
+            for c in checks
+            if c.name == selector or c.group == selector or fnmatch.fnmatchcase(c.name, selector)
+        }
+        if not hits:
+            unknown.append(selector)
+        chosen |= hits
+    if unknown:
+        names = ", ".join(c.name for c in checks) or "(none registered)"
+        groups = ", ".join(sorted({c.group for c in checks})) or "(none)"
+        raise UnknownCheckError(
+            f"`--only` matched no check for {', '.join(map(repr, unknown))}; "
+            f"known checks: {names}; groups: {groups}."
+        )
+    return [c for c in checks if c.name in chosen]
+
+
+def import_check_modules(modules: Iterable[str]) -> None:
+    """Import extra modules whose import registers checks (``--import``)."""
+    for module in modules:
+        importlib.import_module(module)
+
+
+def package_versions() -> dict[str, Any]:
+    """Return the versions that a reader needs to reproduce a report.
+
+    numpy, scipy, numba, torch, statsmodels, matplotlib, tqdm and this project (from the
+    installed metadata, without importing torch), Python, the platform, numba's thread
+    count and the git commit of the working tree when there is one.
+    """
+    out: dict[str, Any] = {}
+    for dist in (
+        "numpy",
+        "scipy",
+        "numba",
+        "torch",
+        "statsmodels",
+        "pandas",
+        "matplotlib",
+        "tqdm",
+        "abrec-validate",
+    ):
+        try:
+            out[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            out[dist] = None
+    out["python"] = platform.python_version()
+    out["platform"] = platform.platform()
+    try:
+        import numba
+
+        out["numba_num_threads"] = int(numba.get_num_threads())
+        out["numba_config_num_threads"] = int(numba.config.NUMBA_NUM_THREADS)
+    except ImportError:  # pragma: no cover - numba is a dependency
+        out["numba_num_threads"] = None
+    out["cpu_count"] = os.cpu_count()
+    out["git_commit"] = _git_commit()
+    return out
+
+
+def _git_commit() -> str | None:
+    root = Path(__file__).resolve().parents[1]
+    if not (root / ".git").exists():
+        return None
+    try:
+        proc = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return proc.stdout.strip() or None
+
+
+def reproduce_command(
+    *, profile: str, seed: int, only: Sequence[str] | None = None, imports: Sequence[str] = ()
+) -> str:
+    """Return the command line that reproduces a run's figures."""
+    parts = ["python", "-m", "validation", "run", "--profile", profile, "--seed", str(seed)]
+    for module in imports:
+        parts += ["--import", module]
+    if only:
+        parts += ["--only", *only]
+    return " ".join(_shell_quote(p) for p in parts)
+
+
+def _shell_quote(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)
+
+
+def _validate_run_checks(profile: str, seed: int, z: float) -> None:
+    if profile not in PROFILES:
+        raise ValueError(f"`profile` must be one of {PROFILES}; got {profile!r}.")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"`seed` must be an int; got {type(seed).__name__}.")
+    if seed < 0:
+        raise ValueError(f"`seed` must be a non-negative integer; got {seed}.")
+    if not (isinstance(z, (int, float)) and math.isfinite(z) and z > 0):
+        raise ValueError(f"`z` must be a positive finite number; got {z!r}.")
+
+
+def run_checks(
+    checks: Sequence[Check] | None = None,
+    *,
+    profile: str = "quick",
+    seed: int = DEFAULT_SEED,
+    z: float = Z_FAMILY,
+    show_progress: bool | None = None,
+    on_outcome: Callable[[CheckOutcome], None] | None = None,
+    command: str = "",
+) -> SuiteRun:
+    """Run ``checks`` (default: every registered check) and return the suite's outcome.
+
+    Parameters
+    ----------
+    checks : sequence of Check or None
+        What to run, in order; None runs :func:`select_checks` ``()``.
+    profile : {"quick", "full"}
+        Passed to every check through its :class:`RunContext`.
+    seed : int
+        Root seed, a non-negative integer.
+    z : float
+        Tolerance multiplier passed to every check.
+    show_progress : bool or None
+        Draw tqdm progress bars on stderr; None draws them only on a terminal.
+    on_outcome : callable or None
+        Called with each :class:`CheckOutcome` as soon as its check finishes (the
+        CLI prints the console table from it).
+    command : str
+        The command that reproduces the run (recorded in the report).
+
+    Returns
+    -------
+    SuiteRun
+
+    Raises
+    ------
+    RunInterrupted
+        On KeyboardInterrupt (SIGINT, or SIGTERM under the CLI), carrying the checks
+        that completed. Nothing is written.
+
+    Notes
+    -----
+    A check that raises an ``Exception`` is recorded with its traceback summary and
+    counts as failed; the run continues. Warnings a check emits are recorded (once per
+    location) rather than raised.
+    """
+    _validate_run_checks(profile, seed, z)
+    from tqdm import tqdm
+
+    if checks is None:
+        checks = select_checks(None)
+    versions = package_versions()
+    started = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    t0 = time.perf_counter()
+    disable = None if show_progress is None else not show_progress
+    completed: list[CheckOutcome] = []
+    outer = tqdm(total=len(checks), desc="checks", unit="check", file=sys.stderr, disable=disable)
+    current: str | None = None
+    try:
+        for check in checks:
+            current = check.name
+            outer.set_postfix_str(check.name, refresh=True)
+            outcome = _run_one(check, profile=profile, seed=seed, z=z, disable=disable)
+            completed.append(outcome)
+            outer.update(1)
+            if on_outcome is not None:
+                on_outcome(outcome)
+            current = None
+    except KeyboardInterrupt as exc:
+        raise RunInterrupted(tuple(completed), current) from exc
+    finally:
+        outer.close()
+    return SuiteRun(
+        seed=seed,
+        profile=profile,
+        z=float(z),
+        outcomes=tuple(completed),
+        versions=versions,
+        command=command,
+        started_utc=started,
+        elapsed_s=time.perf_counter() - t0,
+    )
+
+
+def _run_one(
+    check: Check, *, profile: str, seed: int, z: float, disable: bool | None
+) -> CheckOutcome:
+    from tqdm import tqdm
+
+    bar: list[Any] = []
+
+    def progress(done: int, total: int) -> None:
+        if not bar:
+            bar.append(
+                tqdm(total=total, desc=check.name, leave=False, file=sys.stderr, disable=disable)
+            )
+        b = bar[0]
+        if b.total != total:
+            b.total = total
+        b.n = done
+        b.refresh()
+
+    ctx = RunContext(profile=profile, seed=seed, z=z, progress=progress)  # type: ignore[arg-type]
+    t0 = time.perf_counter()
+    error: str | None = None
+    results: tuple[CheckResult, ...] = ()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        try:
+            out = check.run(ctx)
+            bad = [type(r).__name__ for r in out if not isinstance(r, CheckResult)]
+            if bad:
+                raise TypeError(
+                    f"check {check.name!r} must return CheckResult objects; got {bad[0]}."
+                )
+            results = tuple(out)
+        except Exception as exc:  # noqa: BLE001 - recorded, the run goes on
+            error = _traceback_summary(exc)
+        finally:
+            if bar:
+                bar[0].close()
+    seen: dict[str, None] = {}
+    for w in caught:
+        seen.setdefault(f"{w.category.__name__}: {w.message}", None)
+    return CheckOutcome(
+        check=check,
+        results=results,
+        elapsed_s=time.perf_counter() - t0,
+        error=error,
+        warnings=tuple(seen),
+    )
+
+
+def _traceback_summary(exc: BaseException, max_lines: int = 12) -> str:
+    lines = "".join(traceback.format_exception(exc)).rstrip().splitlines()
+    if len(lines) > max_lines:
+        lines = ["  ..."] + lines[-max_lines:]
+    return "\n".join(lines)
+
+
+def results_json(run: SuiteRun) -> str:
+    """Return the ``results.json`` text of ``run`` (sorted-free, stable key order)."""
+    return json.dumps(run.to_dict(), indent=2, allow_nan=False) + "\n"
+
+
+def strip_nondeterministic(document: dict[str, Any]) -> dict[str, Any]:
+    """Return a ``results.json`` document without :data:`NONDETERMINISTIC_KEYS`."""
+    return {k: v for k, v in document.items() if k not in NONDETERMINISTIC_KEYS}
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold back SIGINT and SIGTERM while the block runs (POSIX, main thread only).
+
+    Used around the final ``os.replace`` calls so an interrupt cannot land between
+    the replacement of the report files and that of ``results.json``.
+    """
+    can_block = hasattr(signal, "pthread_sigmask")
+    if can_block:
+        try:
+            import threading
+
+            can_block = threading.current_thread() is threading.main_thread()
+        except Exception:  # noqa: BLE001 # pragma: no cover
+            can_block = False
+    if not can_block:
+        yield
+        return
+    sigs = {signal.SIGINT, signal.SIGTERM}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+class AtomicWriter:
+    """Stage files in temporary files inside ``out_dir`` and move them into place together.
+
+    Nothing appears under its final name until :meth:`commit`, which replaces every
+    staged file with ``os.replace`` while interrupts are held back, ``results.json``
+    (or whatever was staged first with ``last=True``) last. :meth:`discard` (also called
+    on leaving a ``with`` block without a commit) removes the temporary files.
+    """
+
+    def __init__(self, out_dir: str | os.PathLike[str]) -> None:
+        self.out_dir = Path(out_dir)
+        self._staged: list[tuple[Path, Path, bool]] = []
+
+    def __enter__(self) -> AtomicWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.discard()
+
+    def stage(self, relpath: str, data: bytes | str, *, last: bool = False) -> Path:
+        """Write ``data`` to a temporary file next to ``out_dir / relpath``."""
+        target = self.out_dir / relpath
+        target.parent.mkdir(parents=True, exist_ok=True)
+        payload = data.encode("utf-8") if isinstance(data, str) else data
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        try:
+            os.chmod(tmp, 0o666 & ~_umask())
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(payload)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        self._staged.append((Path(tmp), target, last))
+        return target
+
+    def commit(self) -> list[Path]:
+        """Move every staged file into place; return the final paths."""
+        order = [s for s in self._staged if not s[2]] + [s for s in self._staged if s[2]]
+        done: list[Path] = []
+        with signals_deferred():
+            for tmp, target, _ in order:
+                os.replace(tmp, target)
+                done.append(target)
+            self._staged.clear()
+        return done
+
+    def discard(self) -> None:
+        """Remove temporary files that were staged but not committed."""
+        for tmp, _, _ in self._staged:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        self._staged.clear()
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def write_results(run: SuiteRun, out_dir: str | os.PathLike[str]) -> Path:
+    """Write ``out_dir/results.json`` atomically (temporary file + ``os.replace``)."""
+    with AtomicWriter(out_dir) as writer:
+        writer.stage("results.json", results_json(run), last=True)
+        return writer.commit()[-1]
+
+
+def format_outcome_lines(outcome: CheckOutcome) -> list[str]:
+    """Return the console-table lines of one finished check (one per cell).
+
+    Columns: verdict, cell name, figure, expected ± tolerance, replicates, and the
+    negative control's verdict; then the check's elapsed time.
+    """
+    check = outcome.check
+    lines: list[str] = []
+    if outcome.error is not None:
+        last = outcome.error.strip().splitlines()[-1] if outcome.error.strip() else "error"
+        lines.append(f"ERROR {check.name:<40} raised {last}")
+    elif not outcome.results:
+        lines.append(f"FAIL  {check.name:<40} returned no cells")
+    for res in outcome.results:
+        verdict = "PASS" if res.passed else "FAIL"
+        band = f"{_fmt(res.expected)} ± {_fmt(res.tolerance)}"
+        ctrl = res.negative_control
+        if ctrl is None:
+            ctrl_text = (
+                "exact identity, no control" if check.exact else "NO CONTROL (suite failure)"
+            )
+        elif ctrl.failed_as_expected:
+            ctrl_text = f"control {ctrl.name} = {_fmt(ctrl.figure)}: fails as expected"
+        else:
+            ctrl_text = f"control {ctrl.name} = {_fmt(ctrl.figure)}: PASSED (suite failure)"
+        lines.append(
+            f"{verdict:<5} {res.name:<40} {_fmt(res.figure):>10}  {band:<22} "
+            f"R={res.n_replicates:<7d} {ctrl_text}"
+        )
+    lines.append(f"      {check.name} took {outcome.elapsed_s:.1f} s")
+    return lines
+
+
+def _is_finite_number(value: Any) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    """Format a figure with ``digits`` significant digits; non-numbers as they are."""
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    return f"{x:.{digits}g}"
