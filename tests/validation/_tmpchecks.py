@@ -52,21 +52,40 @@ def coverage_cells(ctx, name: str) -> list[CheckResult]:
 
 def exact_cell(name: str, seed: int) -> CheckResult:
     value = float(np.sum(np.arange(10)))
-    return CheckResult(name, "sum 0..9 is 45 (identity: no control)", {}, value, 45.0,
-                       1e-12, value == 45.0, 1, seed)
+    return CheckResult(
+        name,
+        "sum 0..9 is 45 (identity: no control)",
+        {},
+        value,
+        45.0,
+        1e-12,
+        value == 45.0,
+        1,
+        seed,
+    )
 
 
 def register_tmp_checks(prefix: str, *, plot=None) -> list[str]:
     names = [f"{prefix}-coverage", f"{prefix}-exact"]
 
-    @register(names[0], claim="A 95% z-interval covers the mean 95% of the time.",
-              reference="any textbook", published="", group="tmpgroup", plot=plot)
+    @register(
+        names[0],
+        claim="A 95% z-interval covers the mean 95% of the time.",
+        reference="any textbook",
+        published="",
+        group="tmpgroup",
+        plot=plot,
+    )
     def _coverage(ctx):
         """Normal(0, 1) samples of n in {5, 50}."""
         return coverage_cells(ctx, names[0])
 
-    @register(names[1], claim="Sum of 0..9 is 45 (exact identity, hence no control).",
-              group="tmpexact", exact=True)
+    @register(
+        names[1],
+        claim="Sum of 0..9 is 45 (exact identity, hence no control).",
+        group="tmpexact",
+        exact=True,
+    )
     def _exact(ctx):
         return exact_cell(names[1], ctx.seed)
 

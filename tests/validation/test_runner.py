@@ -23,8 +23,17 @@ from validation.runner import (
     write_results,
 )
 
-SCHEMA_KEYS = ("name", "claim", "scenario", "figure", "expected", "tolerance", "passed",
-               "n_replicates", "negative_control")
+SCHEMA_KEYS = (
+    "name",
+    "claim",
+    "scenario",
+    "figure",
+    "expected",
+    "tolerance",
+    "passed",
+    "n_replicates",
+    "negative_control",
+)
 
 
 @pytest.fixture
@@ -73,12 +82,25 @@ def test_run_passes_and_counts(registry):
     run = run_checks(checks, profile="quick", seed=3, show_progress=False)
     assert run.ok, run.problems
     assert (run.n_cells, run.n_passed, run.n_controls, run.n_controls_failed, run.n_exact) == (
-        3, 3, 2, 2, 1)
+        3,
+        3,
+        2,
+        2,
+        1,
+    )
     assert run.family_wise_rate == pytest.approx(family_wise_rate(3, run.z))
     doc = json.loads(results_json(run))
     assert doc["seed"] == 3 and doc["profile"] == "quick"
-    for key in ("numpy", "scipy", "numba", "torch", "statsmodels", "python", "platform",
-                "numba_num_threads"):
+    for key in (
+        "numpy",
+        "scipy",
+        "numba",
+        "torch",
+        "statsmodels",
+        "python",
+        "platform",
+        "numba_num_threads",
+    ):
         assert key in doc["versions"]
     for cell in doc["checks"]:
         for key in SCHEMA_KEYS:
@@ -97,7 +119,8 @@ def test_same_seed_same_results_modulo_timing(registry):
     c = json.loads(results_json(run_checks(checks, seed=12, show_progress=False)))
     assert set(NONDETERMINISTIC_KEYS) == {"timing", "versions"}
     assert strip_nondeterministic(a)["checks"] == sorted(
-        strip_nondeterministic(b)["checks"], key=lambda d: d["check"])
+        strip_nondeterministic(b)["checks"], key=lambda d: d["check"]
+    )
     assert strip_nondeterministic(a)["summary"] == strip_nondeterministic(b)["summary"]
     # running a check alone gives the same figures as running it with the others
     alone = json.loads(results_json(run_checks(checks[:1], seed=11, show_progress=False)))
