@@ -1,0 +1,535 @@
+"""Softmax losses over a per-batch candidate set, with the logQ correction (SPEC §4).
+
+API overview
+------------
+One functional core, :func:`sampled_softmax_loss`, computes for each row ``i`` of a batch
+
+    loss_i = -z[i, labels[i]] + logsumexp_{j not masked} z[i, j],
+    z[i, j] = <query_i, candidate_j> / temperature - log Q[i, j],
+
+where the positive's correction is dropped (``log Q[i, labels[i]] := 0``) unless
+``correct_positive=True``. The four ways of training a retrieval model are four
+builders of ``(candidates, labels, log_q, mask)`` in :mod:`recsys.negatives`, each
+returning a :class:`~recsys.negatives.CandidateSet`:
+
+>>> import torch
+>>> from recsys import in_batch_candidates, sampled_softmax_loss
+>>> query, items = torch.eye(3), torch.eye(3)            # (B, d), (B, d)
+>>> ids, p = torch.tensor([4, 8, 4]), torch.tensor([0.2, 0.1, 0.2])
+>>> cs = in_batch_candidates(ids, items, p)              # Q = 1 - (1 - p)^(B - 1)
+>>> loss = sampled_softmax_loss(query, cs.candidates, cs.labels, cs.log_q,
+...                             mask=cs.mask, q_unit=cs.q_unit)
+>>> bool(torch.isclose(loss, cs.loss(query)))
+True
+
+=============================  ================================  ===================
+builder                        candidates                        Q (``q_unit``)
+=============================  ================================  ===================
+``full_softmax_candidates``    whole catalog (N, d)              none
+``sampled_softmax_candidates`` B positives + M shared negatives  ``M q(y)`` (count) or
+                                                                 ``1-(1-q)^M`` (prob.)
+``in_batch_candidates``        the B positives                   ``1-(1-p)^(B-1)`` or
+                                                                 ``(B-1) p``
+``mixed_candidates``           B positives + B' uniform items    ``1-(1-p)^(B-1)(1-γ)^B'``
+                                                                 or ``(B-1)p + B'γ``
+=============================  ================================  ===================
+
+Conventions
+-----------
+* Shapes: ``query`` (B, d); ``candidates`` (C, d) shared by the batch, or (B, C, d)
+  per row; ``labels`` (B,) int64 index of each row's positive among the candidates;
+  ``log_q`` (C,) or (B, C); ``mask`` (B, C) bool, True = excluded.
+* Temperature: the correction is applied to the temperature-scaled logits,
+  ``q.c / tau - log Q`` (log Q, *not* log Q / tau): Q is a property of the sampler,
+  not of the model's scale.
+* Units: ``q_unit="probability"`` (an inclusion probability or an item share, checked
+  to lie in (0, 1]) or ``q_unit="expected_count"`` (positive, may exceed 1). Only the
+  unmasked entries are checked.
+* Pairings that are consistent (expected gradient -> full-softmax gradient, bias
+  O(1/m)): ``correct_positive=False`` with accidental hits masked (the default of both
+  the loss and the builders), or ``correct_positive=True`` with accidental hits *kept*
+  (``remove_accidental_hits=False``; exactly unbiased at the true logits). Correcting
+  the positive while removing hits is biased, and the bias grows with the number of
+  negatives (see ``docs/retrieval.md``).
+
+References
+----------
+.. [1] S. Jean, K. Cho, R. Memisevic, Y. Bengio, "On Using Very Large Target Vocabulary
+   for Neural Machine Translation", ACL 2015, eq. 11.
+.. [2] X. Yi et al., "Sampling-Bias-Corrected Neural Modeling for Large Corpus Item
+   Recommendations", RecSys 2019, eq. 3.
+.. [3] J. Yang et al., "Mixed Negative Sampling for Learning Two-tower Neural Networks
+   in Recommendations", WWW 2020 Companion.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from recsys.negatives import (
+    CandidateSet,
+    Correction,
+    QUnit,
+    in_batch_candidates,
+    mixed_candidates,
+)
+
+Reduction = Literal["mean", "sum", "none"]
+_Q_UNITS = ("probability", "expected_count")
+_REDUCTIONS = ("mean", "sum", "none")
+#: Rounding slack when checking log Q <= 0 for probabilities (float32 log of 1.0).
+_LOG_PROB_SLACK = 1e-5
+
+
+def _check_tensor(x, name: str) -> None:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"`{name}` must be a torch.Tensor; got {type(x).__name__}.")
+
+
+def _check_finite(x: Tensor, name: str) -> None:
+    if not x.is_floating_point():
+        raise TypeError(f"`{name}` must have a floating dtype; got {x.dtype}.")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"`{name}` must be finite; got NaN or infinite entries.")
+
+
+def _validate_softmax_loss_from_logits(
+    logits, labels, log_q, mask, correct_positive, q_unit, reduction
+):
+    _check_tensor(logits, "logits")
+    if logits.ndim != 2:
+        raise ValueError(f"`logits` must have shape (B, C); got {tuple(logits.shape)}.")
+    _check_finite(logits, "logits")
+    b, c = logits.shape
+    _check_tensor(labels, "labels")
+    if labels.ndim != 1 or labels.shape[0] != b:
+        raise ValueError(f"`labels` must have shape ({b},); got {tuple(labels.shape)}.")
+    if labels.dtype.is_floating_point or labels.dtype == torch.bool:
+        raise TypeError(f"`labels` must have an integer dtype; got {labels.dtype}.")
+    if b and (int(labels.min()) < 0 or int(labels.max()) >= c):
+        raise ValueError(
+            f"`labels` must lie in [0, {c}) (the number of candidates); got values in "
+            f"[{int(labels.min())}, {int(labels.max())}]."
+        )
+    if q_unit not in _Q_UNITS:
+        raise ValueError(f"`q_unit` must be one of {_Q_UNITS}; got {q_unit!r}.")
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"`reduction` must be one of {_REDUCTIONS}; got {reduction!r}.")
+    if not isinstance(correct_positive, bool):
+        raise TypeError(
+            f"`correct_positive` must be a bool; got {type(correct_positive).__name__}."
+        )
+    if mask is not None:
+        _check_tensor(mask, "mask")
+        if mask.dtype != torch.bool:
+            raise TypeError(f"`mask` must have dtype torch.bool; got {mask.dtype}.")
+        if tuple(mask.shape) != (b, c):
+            raise ValueError(f"`mask` must have shape ({b}, {c}); got {tuple(mask.shape)}.")
+        if b and bool(mask.gather(1, labels.long().unsqueeze(1)).any()):
+            raise ValueError("`mask` must not exclude a row's own positive (mask[i, labels[i]]).")
+    if log_q is not None:
+        _check_tensor(log_q, "log_q")
+        if tuple(log_q.shape) not in ((c,), (b, c)):
+            raise ValueError(
+                f"`log_q` must have shape ({c},) or ({b}, {c}); got {tuple(log_q.shape)}."
+            )
+        if not log_q.is_floating_point():
+            raise TypeError(f"`log_q` must have a floating dtype; got {log_q.dtype}.")
+        used = torch.ones(b, c, dtype=torch.bool, device=log_q.device)  # (B, C)
+        if mask is not None:
+            used &= ~mask
+        if not correct_positive and b:
+            used[torch.arange(b, device=log_q.device), labels.long()] = False
+        values = log_q.expand(b, c)[used]  # (k,)
+        if values.numel():
+            if bool(torch.isnan(values).any()):
+                raise ValueError("`log_q` must not be NaN.")
+            lo, hi = float(values.min()), float(values.max())
+            if q_unit == "probability":
+                if lo == -math.inf or hi > _LOG_PROB_SLACK:
+                    raise ValueError(
+                        "Q must lie in (0, 1] when `q_unit`='probability'; got Q in "
+                        f"[{math.exp(lo)}, {math.exp(hi)}]. Pass q_unit='expected_count' "
+                        "for expected counts."
+                    )
+            elif not (math.isfinite(lo) and math.isfinite(hi)):
+                raise ValueError(
+                    "Q must be positive and finite when `q_unit`='expected_count'; got Q in "
+                    f"[{math.exp(lo) if lo > -math.inf else 0.0}, {math.exp(hi)}]."
+                )
+
+
+def softmax_loss_from_logits(
+    logits: Tensor,
+    labels: Tensor,
+    log_q: Tensor | None = None,
+    *,
+    mask: Tensor | None = None,
+    correct_positive: bool = False,
+    q_unit: QUnit = "probability",
+    reduction: Reduction = "mean",
+    validate: bool = True,
+) -> Tensor:
+    """Softmax cross-entropy over candidates given their (already scaled) logits.
+
+    Parameters
+    ----------
+    logits : Tensor
+        ``(B, C)`` model logits ``s(x_i, c_j)`` (already divided by the temperature).
+    labels : Tensor
+        ``(B,)`` int64 index of each row's positive among the ``C`` candidates.
+    log_q : Tensor, optional
+        ``(C,)`` or ``(B, C)`` log Q of each candidate; subtracted from the logits.
+    mask : Tensor, optional
+        ``(B, C)`` bool, True where a candidate is excluded from the row's softmax.
+    correct_positive : bool, default False
+        Whether the positive's logit is corrected too (otherwise its log Q is 0).
+    q_unit : {"probability", "expected_count"}
+        Unit of Q, checked on the entries used: (0, 1] or (0, inf).
+    reduction : {"mean", "sum", "none"}
+        Reduction over rows; "none" returns ``(B,)``.
+    validate : bool, default True
+        Check shapes, ranges and finiteness (each check synchronises a CUDA device).
+
+    Returns
+    -------
+    Tensor
+        Scalar, or ``(B,)`` with ``reduction="none"``.
+
+    Notes
+    -----
+    ``loss_i = -z_{i,y_i} + log sum_{j unmasked} exp z_{ij}``,
+    ``z_ij = logits_ij - log Q_ij`` (SPEC §4; Jean et al. 2015, eq. 11). The gradient
+    with respect to the logits is ``softmax(z_i) - e_{y_i}`` on the unmasked entries.
+
+    Examples
+    --------
+    >>> logits = torch.tensor([[2.0, 0.0, 0.0]])
+    >>> round(float(softmax_loss_from_logits(logits, torch.tensor([0]))), 4)
+    0.2395
+    """
+    if validate:
+        _validate_softmax_loss_from_logits(
+            logits, labels, log_q, mask, correct_positive, q_unit, reduction
+        )
+    b, c = logits.shape
+    labels = labels.long().unsqueeze(1)  # (B, 1)
+    z = logits  # (B, C)
+    if log_q is not None:
+        lq = log_q.to(logits.dtype).expand(b, c)  # (B, C)
+        if not correct_positive:
+            lq = lq.scatter(1, labels, torch.zeros_like(labels, dtype=logits.dtype))  # (B, C)
+        z = z - lq  # (B, C)
+    if mask is not None:
+        z = z.masked_fill(mask, -math.inf)  # (B, C)
+    loss = torch.logsumexp(z, dim=1) - z.gather(1, labels).squeeze(1)  # (B,)
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    return loss
+
+
+def _validate_sampled_softmax_loss(query, candidates, temperature):
+    _check_tensor(query, "query")
+    _check_tensor(candidates, "candidates")
+    if query.ndim != 2:
+        raise ValueError(f"`query` must have shape (B, d); got {tuple(query.shape)}.")
+    b, d = query.shape
+    if candidates.ndim == 2:
+        if candidates.shape[1] != d:
+            raise ValueError(
+                f"`candidates` must have shape (C, {d}) to match `query` (B, d); "
+                f"got {tuple(candidates.shape)}."
+            )
+    elif candidates.ndim == 3:
+        if candidates.shape[0] != b or candidates.shape[2] != d:
+            raise ValueError(
+                f"`candidates` must have shape (C, {d}) or ({b}, C, {d}); "
+                f"got {tuple(candidates.shape)}."
+            )
+    else:
+        raise ValueError(
+            f"`candidates` must have shape (C, d) or (B, C, d); got {tuple(candidates.shape)}."
+        )
+    _check_finite(query, "query")
+    _check_finite(candidates, "candidates")
+    if isinstance(temperature, Tensor):
+        if temperature.numel() != 1:
+            raise ValueError(
+                f"`temperature` must be a scalar; got shape {tuple(temperature.shape)}."
+            )
+        t = float(temperature.detach())
+    elif isinstance(temperature, (int, float)) and not isinstance(temperature, bool):
+        t = float(temperature)
+    else:
+        raise TypeError(
+            f"`temperature` must be a float or a scalar Tensor; got {type(temperature).__name__}."
+        )
+    if not (math.isfinite(t) and t > 0.0):
+        raise ValueError(f"`temperature` must be positive and finite; got {t}.")
+
+
+def sampled_softmax_loss(
+    query: Tensor,
+    candidates: Tensor,
+    labels: Tensor,
+    log_q: Tensor | None = None,
+    *,
+    mask: Tensor | None = None,
+    temperature: float | Tensor = 1.0,
+    correct_positive: bool = False,
+    q_unit: QUnit = "probability",
+    reduction: Reduction = "mean",
+    validate: bool = True,
+) -> Tensor:
+    """Softmax loss over a candidate set with the logQ correction (the functional core).
+
+    Parameters
+    ----------
+    query : Tensor
+        ``(B, d)`` query (user) embeddings.
+    candidates : Tensor
+        ``(C, d)`` candidate embeddings shared by the batch, or ``(B, C, d)`` per row.
+    labels : Tensor
+        ``(B,)`` int64 index in ``[0, C)`` of each row's positive among the candidates.
+    log_q : Tensor, optional
+        ``(C,)`` or ``(B, C)`` log Q of each candidate, in the unit ``q_unit``. None: no
+        correction (plain softmax over the candidates).
+    mask : Tensor, optional
+        ``(B, C)`` bool, True = excluded from the row's softmax (accidental hits,
+        duplicates). Must be False at each row's positive.
+    temperature : float or scalar Tensor, default 1.0
+        ``tau`` > 0; logits are ``<query, candidate> / tau``.
+    correct_positive : bool, default False
+        Subtract log Q from the positive's logit too. Consistent with accidental hits
+        kept; with hits masked, leave it False (module notes).
+    q_unit : {"probability", "expected_count"}, default "probability"
+        Unit of ``exp(log_q)``, checked on the entries used: a probability in (0, 1]
+        (inclusion probability with a de-duplicated set, or an item share) or an
+        expected count in (0, inf) (with a multiset).
+    reduction : {"mean", "sum", "none"}, default "mean"
+        Reduction over the ``B`` rows.
+    validate : bool, default True
+        Check shapes, label range, Q's unit and finiteness (synchronises a CUDA device).
+
+    Returns
+    -------
+    Tensor
+        Scalar loss, or ``(B,)`` with ``reduction="none"``.
+
+    Raises
+    ------
+    ValueError
+        Wrong shapes, labels out of range, NaN or infinite embeddings, Q outside its
+        unit's range, a mask hiding a positive, a non-positive temperature.
+    TypeError
+        Non-tensor inputs or wrong dtypes.
+
+    Notes
+    -----
+    ``z_ij = <q_i, c_j> / tau - log Q_ij`` and
+    ``loss_i = -z_{i,y_i} + log sum_{j unmasked} exp z_ij`` (SPEC §4), with
+    ``log Q_{i,y_i} = 0`` unless ``correct_positive``. With all catalog items as
+    candidates and no ``log_q`` it is the full softmax; with a constant Q and
+    ``correct_positive=True`` the correction cancels. The logQ correction follows
+    Jean et al. [1]_ for sampled softmax and Yi et al. [2]_ (eq. 3) for in-batch
+    negatives.
+
+    References
+    ----------
+    .. [1] S. Jean, K. Cho, R. Memisevic, Y. Bengio, "On Using Very Large Target
+       Vocabulary for Neural Machine Translation", ACL 2015.
+    .. [2] X. Yi et al., "Sampling-Bias-Corrected Neural Modeling for Large Corpus Item
+       Recommendations", RecSys 2019.
+
+    Examples
+    --------
+    >>> q, c = torch.eye(2), torch.eye(2)
+    >>> round(float(sampled_softmax_loss(q, c, torch.tensor([0, 1]))), 4)
+    0.3133
+    >>> log_q = torch.log(torch.tensor([0.5, 0.5]))  # uniform Q cancels
+    >>> round(float(sampled_softmax_loss(q, c, torch.tensor([0, 1]), log_q,
+    ...                                  correct_positive=True)), 4)
+    0.3133
+    """
+    if validate:
+        _validate_sampled_softmax_loss(query, candidates, temperature)
+    if candidates.ndim == 2:
+        logits = query @ candidates.T  # (B, C)
+    else:
+        logits = torch.einsum("bd,bcd->bc", query, candidates)  # (B, C)
+    logits = logits / temperature  # (B, C)
+    return softmax_loss_from_logits(
+        logits,
+        labels,
+        log_q,
+        mask=mask,
+        correct_positive=correct_positive,
+        q_unit=q_unit,
+        reduction=reduction,
+        validate=validate,
+    )
+
+
+class SampledSoftmaxLoss(nn.Module):
+    """``nn.Module`` wrapper of :func:`sampled_softmax_loss`.
+
+    Parameters
+    ----------
+    temperature : float, default 1.0
+        ``tau`` > 0.
+    correct_positive : bool, default False
+        As in :func:`sampled_softmax_loss`.
+    reduction : {"mean", "sum", "none"}, default "mean"
+        Reduction over rows.
+
+    Examples
+    --------
+    >>> from recsys.negatives import full_softmax_candidates
+    >>> cs = full_softmax_candidates(torch.tensor([0, 1]), torch.eye(2))
+    >>> round(float(SampledSoftmaxLoss()(torch.eye(2), cs)), 4)
+    0.3133
+    """
+
+    def __init__(
+        self,
+        temperature: float = 1.0,
+        correct_positive: bool = False,
+        reduction: Reduction = "mean",
+    ) -> None:
+        super().__init__()
+        if not (
+            isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0
+        ):
+            raise ValueError(f"`temperature` must be positive and finite; got {temperature!r}.")
+        if reduction not in _REDUCTIONS:
+            raise ValueError(f"`reduction` must be one of {_REDUCTIONS}; got {reduction!r}.")
+        self.temperature = float(temperature)
+        self.correct_positive = bool(correct_positive)
+        self.reduction = reduction
+
+    def forward(
+        self,
+        query: Tensor,
+        candidates: Tensor | CandidateSet,
+        labels: Tensor | None = None,
+        log_q: Tensor | None = None,
+        mask: Tensor | None = None,
+        q_unit: QUnit = "probability",
+    ) -> Tensor:
+        """Loss of ``query`` (B, d) on a :class:`CandidateSet` or explicit tensors."""
+        if isinstance(candidates, CandidateSet):
+            if labels is not None or log_q is not None or mask is not None:
+                raise ValueError(
+                    "pass either a CandidateSet or (candidates, labels, log_q, mask), not both."
+                )
+            return candidates.loss(
+                query,
+                temperature=self.temperature,
+                correct_positive=self.correct_positive,
+                reduction=self.reduction,
+            )
+        if labels is None:
+            raise ValueError("`labels` must be given with a candidates tensor.")
+        return sampled_softmax_loss(
+            query,
+            candidates,
+            labels,
+            log_q,
+            mask=mask,
+            temperature=self.temperature,
+            correct_positive=self.correct_positive,
+            q_unit=q_unit,
+            reduction=self.reduction,
+        )
+
+    def extra_repr(self) -> str:  # noqa: D102
+        return (
+            f"temperature={self.temperature}, correct_positive={self.correct_positive}, "
+            f"reduction={self.reduction!r}"
+        )
+
+
+class MixedNegativesLoss(SampledSoftmaxLoss):
+    """In-batch (``B' = 0``) or mixed negatives with the logQ correction, as a module.
+
+    Parameters
+    ----------
+    temperature : float, default 1.0
+        ``tau`` > 0.
+    correction : {"inclusion_probability", "expected_count", "none"}
+        Which Q (see :func:`recsys.negatives.mixed_candidates`).
+    remove_accidental_hits : bool, default True
+        Mask other rows' copies of a row's positive.
+    correct_positive : bool, default False
+        As in :func:`sampled_softmax_loss`.
+    exclude_batch : bool, default False
+        Whether the random items were drawn excluding the batch's items.
+    reduction : {"mean", "sum", "none"}, default "mean"
+        Reduction over rows.
+
+    Examples
+    --------
+    >>> loss = MixedNegativesLoss()
+    >>> e = torch.eye(3)
+    >>> out = loss(e, torch.tensor([0, 1, 2]), e, torch.full((3,), 0.1))  # in-batch
+    >>> round(float(out), 4) == round(float(
+    ...     in_batch_candidates(torch.tensor([0, 1, 2]), e, torch.full((3,), 0.1)).loss(e)), 4)
+    True
+    """
+
+    def __init__(
+        self,
+        temperature: float = 1.0,
+        correction: Correction = "inclusion_probability",
+        remove_accidental_hits: bool = True,
+        correct_positive: bool = False,
+        exclude_batch: bool = False,
+        reduction: Reduction = "mean",
+    ) -> None:
+        super().__init__(temperature, correct_positive, reduction)
+        self.correction = correction
+        self.remove_accidental_hits = bool(remove_accidental_hits)
+        self.exclude_batch = bool(exclude_batch)
+
+    def forward(  # type: ignore[override]
+        self,
+        query: Tensor,
+        positive_ids: Tensor,
+        positive_embeddings: Tensor,
+        positive_probs: Tensor | None = None,
+        random_ids: Tensor | None = None,
+        random_embeddings: Tensor | None = None,
+        random_probs: Tensor | None = None,
+        catalog_size: int | None = None,
+    ) -> Tensor:
+        """Loss of ``query`` (B, d) against the positives (B, d) and random items (B', d)."""
+        if random_ids is None:
+            cs = in_batch_candidates(
+                positive_ids,
+                positive_embeddings,
+                positive_probs,
+                correction=self.correction,
+                remove_accidental_hits=self.remove_accidental_hits,
+            )
+        else:
+            if random_embeddings is None:
+                raise ValueError("`random_embeddings` must be given with `random_ids`.")
+            cs = mixed_candidates(
+                positive_ids,
+                positive_embeddings,
+                positive_probs,
+                random_ids,
+                random_embeddings,
+                random_probs,
+                catalog_size=catalog_size,
+                exclude_batch=self.exclude_batch,
+                correction=self.correction,
+                remove_accidental_hits=self.remove_accidental_hits,
+            )
+        return super().forward(query, cs)
