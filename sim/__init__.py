@@ -4,5 +4,33 @@ A/B click data (SPEC §1-3) and synthetic softmax / retrieval problems (SPEC §4
 """
 
 from sim._seed import RngLike, as_seed_sequence, child_sequences
+from sim.ab import (
+    MOMENT_NAMES,
+    ClickData,
+    Moments,
+    QueryData,
+    simulate_clicks,
+    simulate_moments,
+    simulate_queries,
+    simulate_sessions,
+    split_users,
+)
+from sim.scenarios import BetaBinomialCtr, CtrTruth, Deng2018Classes, QueryScenario, ReferenceCtr
 
 __all__ = ["RngLike", "as_seed_sequence", "child_sequences"]
+__all__ += [  # A/B click and query simulators (sim.ab, sim.scenarios)
+    "MOMENT_NAMES",
+    "BetaBinomialCtr",
+    "ClickData",
+    "CtrTruth",
+    "Deng2018Classes",
+    "Moments",
+    "QueryData",
+    "QueryScenario",
+    "ReferenceCtr",
+    "simulate_clicks",
+    "simulate_moments",
+    "simulate_queries",
+    "simulate_sessions",
+    "split_users",
+]
