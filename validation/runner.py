@@ -444,7 +444,13 @@ def _git_commit() -> str | None:
 def reproduce_command(
     *, profile: str, seed: int, only: Sequence[str] | None = None, imports: Sequence[str] = ()
 ) -> str:
-    """Return the command line that reproduces a run's figures."""
+    """Return the command line that reproduces a run's figures.
+
+    Examples
+    --------
+    >>> reproduce_command(profile="quick", seed=7, only=["ab-*"])
+    "python -m validation run --profile quick --seed 7 --only 'ab-*'"
+    """
     parts = ["python", "-m", "validation", "run", "--profile", profile, "--seed", str(seed)]
     for module in imports:
         parts += ["--import", module]
@@ -757,7 +763,13 @@ def _is_finite_number(value: Any) -> bool:
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
-    """Format a figure with ``digits`` significant digits; non-numbers as they are."""
+    """Format a figure with ``digits`` significant digits; non-numbers as they are.
+
+    Examples
+    --------
+    >>> _fmt(0.951234), _fmt(0.0021794, 3), _fmt(None)
+    ('0.9512', '0.00218', 'None')
+    """
     if isinstance(value, bool) or value is None:
         return str(value)
     try:
