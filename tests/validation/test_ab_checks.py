@@ -1,0 +1,144 @@
+"""Tests of the A/B Monte Carlo checks (validation.ab_checks) and their MC helpers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+from scipy import stats
+
+from validation import ab_checks, ab_mc
+from validation.core import RunContext, get_check
+from validation.mc import two_sided_tail
+
+CTX = RunContext("quick", seed=20180819)
+
+
+# ----------------------------------------------------------------------------- helpers
+def test_coverage_band_uses_claimed_proportion():
+    b = ab_mc.coverage(np.r_[np.ones(900, bool), np.zeros(100, bool)], expected=0.95, z=4.0)
+    assert b.figure == pytest.approx(0.9)
+    assert b.tolerance == pytest.approx(4.0 * math.sqrt(0.95 * 0.05 / 1000))
+
+
+def test_rejection_rate_and_errors():
+    p = np.r_[np.full(5, 0.01), np.full(95, 0.5)]
+    b = ab_mc.rejection_rate(p, alpha=0.05)
+    assert b.figure == pytest.approx(0.05)
+    with pytest.raises(ValueError, match="`pvalues` must not contain NaN"):
+        ab_mc.rejection_rate(np.array([0.1, np.nan]))
+    with pytest.raises(ValueError, match="`covered` must be a non-empty 1-d array"):
+        ab_mc.coverage(np.zeros((2, 2), bool))
+
+
+def test_ks_critical_value_has_stated_false_failure_rate():
+    b = ab_mc.ks_uniformity(np.random.default_rng(0).random(500), z=4.0)
+    assert stats.kstwo.sf(b.tolerance, 500) == pytest.approx(two_sided_tail(4.0), rel=1e-3)
+    assert b.figure <= b.tolerance
+    skewed = np.random.default_rng(1).random(500) ** 2  # p-values piling up near 0
+    bad = ab_mc.ks_uniformity(skewed, z=4.0)
+    assert bad.figure > bad.tolerance
+    with pytest.raises(ValueError, match=r"`pvalues` must lie in \[0, 1\]"):
+        ab_mc.ks_uniformity(np.array([0.5, 1.5]))
+
+
+def test_variance_and_sd_ratio_bands_cover_known_values():
+    g = np.random.default_rng(2)
+    x = g.normal(size=20_000)
+    y = 0.6 * x + 0.8 * g.normal(size=20_000)  # var(y) = 1
+    vr = ab_mc.variance_ratio(0.5 * y, y)
+    assert vr.figure == pytest.approx(0.25, rel=1e-12)  # exact for a rescaled copy
+    sr = ab_mc.sd_ratio(x, np.full(x.size, 1.0))
+    assert abs(sr.figure - 1.0) <= sr.tolerance
+    sr_bad = ab_mc.sd_ratio(x, np.full(x.size, 0.9))
+    assert abs(sr_bad.figure - 1.0) > sr_bad.tolerance
+    with pytest.raises(ValueError, match="same length"):
+        ab_mc.variance_ratio(x[:3], x[:4])
+
+
+def test_exact_t_coverage_matches_scipy():
+    assert ab_checks._exact_t_coverage(20) == pytest.approx(
+        stats.t.cdf(1.959963984540054, 38) - stats.t.cdf(-1.959963984540054, 38)
+    )
+
+
+def test_coverage_moments_rejects_unknown_distribution():
+    with pytest.raises(ValueError, match="`dist` must be one of"):
+        ab_checks.coverage_moments("cauchy", 20, 10, np.random.SeedSequence(0))
+
+
+def test_mean_metric_sums_are_exact_in_distribution():
+    ss = np.random.SeedSequence(3)
+    sy, syy = ab_checks._mean_metric_sums("normal", 10.0, 20, 4000, ss)
+    s2 = (syy - sy**2 / 20) / 19
+    # sample variance of N(10, 5^2) data: mean 25, chi2 with 19 df scaled
+    assert abs(s2.mean() - 25.0) <= 4 * 25.0 * math.sqrt(2 / 19) / math.sqrt(4000)
+    assert abs(sy.mean() / 20 - 10.0) <= 4 * 5 / math.sqrt(20 * 4000)
+
+
+# ----------------------------------------------------------------------------- checks
+@pytest.fixture(scope="module")
+def coverage_results():
+    return ab_checks.check_delta_coverage(CTX)
+
+
+def test_delta_coverage_quick_profile_holds(coverage_results):
+    kinds = {r.extra["kind"] for r in coverage_results}
+    assert kinds == {"calibrated", "exact", "under"}
+    bad = [(r.name, r.figure, r.expected, r.tolerance) for r in coverage_results if not r.passed]
+    assert not bad
+    for r in coverage_results:
+        assert r.negative_control is not None
+        assert r.negative_control.failed_as_expected, r.name
+        assert r.tolerance == pytest.approx(
+            CTX.z * math.sqrt(r.expected * (1 - r.expected) / r.n_replicates)
+        )
+    assert len(coverage_results[0].extra["table"]) == 4 * 4 * 5
+    assert isinstance(ab_checks.plot_coverage(coverage_results), Figure)
+
+
+def test_delta_coverage_fails_for_a_too_narrow_interval(monkeypatch):
+    real = ab_checks._interval
+
+    def narrow(sample, method):
+        lo, hi = real(sample, method)
+        if method == "fieller":  # may be unbounded; the test looks at the absolute CI
+            return lo, hi
+        mid, half = (lo + hi) / 2, (hi - lo) / 2
+        return mid - 0.8 * half, mid + 0.8 * half  # z 1.57 instead of 1.96
+
+    monkeypatch.setattr(ab_checks, "_interval", narrow)
+    cells, _ = ab_checks.coverage_table(CTX, n_replicates=1000)
+    c = next(
+        c for c in cells if c.dist == "poisson" and c.n_per_arm == 2000 and c.method == "absolute"
+    )
+    assert 0.95 - c.coverage > 4 * math.sqrt(0.95 * 0.05 / 1000)
+
+
+def test_deng2018_table2_quick_profile():
+    r = ab_checks.check_deng2018_table2(CTX)
+    assert r.passed and r.negative_control.failed_as_expected
+    assert r.extra["max_rel_diff_per_arm_vs_estimators"] < 1e-10
+    # population delta s.e. of one 1,000-user CTR (exact moments): 0.00907
+    assert r.extra["mean_delta_se"] == pytest.approx(0.00907, rel=0.02)
+    assert r.extra["mean_naive_se"] == pytest.approx(0.00522, rel=0.02)
+    assert isinstance(ab_checks.plot_table2([r]), Figure)
+
+
+def test_aa_quick_profile():
+    res = ab_checks.check_aa(CTX)
+    assert [r.name for r in res] == [
+        "aa-calibration/false-positive-rate",
+        "aa-calibration/ks-uniformity",
+    ]
+    for r in res:
+        assert r.passed and r.negative_control.failed_as_expected, r.name
+    assert isinstance(ab_checks.plot_aa(res), Figure)
+
+
+def test_checks_are_registered():
+    for name in ("delta-coverage", "deng2018-table2", "aa-calibration"):
+        chk = get_check(name)
+        assert chk.group == "ab" and chk.plot is not None and not chk.exact
