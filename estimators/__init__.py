@@ -4,4 +4,45 @@ Pure functions of arrays (or of per-arm sufficient statistics) returning frozen
 result objects. This package imports nothing else of the suite.
 """
 
-__all__: list[str] = []
+from ._result import TestResult
+from .cuped import (
+    RankDeficientWarning,
+    cuped_test,
+    cuped_test_from_moments,
+    cuped_theta,
+    fill_missing_covariates,
+)
+from .moments import RatioMoments
+from .ols import ols_test
+from .power import PilotSigma, SampleSizeResult, mde, power, sample_size, sigma_from_pilot
+from .ratio import (
+    linearize_ratio,
+    mean_test,
+    ratio_sigma,
+    ratio_test,
+    ratio_test_from_moments,
+    ratio_variance,
+)
+
+__all__: list[str] = [
+    "PilotSigma",
+    "RankDeficientWarning",
+    "RatioMoments",
+    "SampleSizeResult",
+    "TestResult",
+    "cuped_test",
+    "cuped_test_from_moments",
+    "cuped_theta",
+    "fill_missing_covariates",
+    "linearize_ratio",
+    "mde",
+    "mean_test",
+    "ols_test",
+    "power",
+    "ratio_sigma",
+    "ratio_test",
+    "ratio_test_from_moments",
+    "ratio_variance",
+    "sample_size",
+    "sigma_from_pilot",
+]
