@@ -14,6 +14,12 @@ import math
 import numba
 import numpy as np
 import pytest
+from _ab_reference import (
+    reference_beta,
+    reference_classes,
+    reference_ctr,
+    reference_queries,
+)
 
 from sim import (
     MOMENT_NAMES,
@@ -29,12 +35,6 @@ from sim import (
     simulate_moments,
     simulate_queries,
     simulate_sessions,
-)
-from tests.sim._ab_reference import (
-    reference_beta,
-    reference_classes,
-    reference_ctr,
-    reference_queries,
 )
 
 Z = 4.0
