@@ -44,6 +44,7 @@ from validation.runner import (
     _fmt,
     cell_problems,
     results_json,
+    uses_own_rule,
 )
 
 #: Order of the report's sections; other groups follow alphabetically.
@@ -190,12 +191,14 @@ def deviation_figure(cells: Sequence[tuple[Check, CheckResult]], title: str) -> 
         labels.append((y, res.name))
         d = _deviation(res.figure, res.expected, res.tolerance)
         if math.isfinite(d):
+            own = uses_own_rule(res)
             ax.plot(
                 [d],
                 [y],
-                "o",
+                "D" if own else "o",
                 color="#2a7" if res.passed else "#c22",
-                label="cell (pass)" if res.passed else "cell (FAIL)",
+                label=("cell (pass)" if res.passed else "cell (FAIL)")
+                + (", own rule" if own else ""),
             )
         ctrl = res.negative_control
         if ctrl is not None:
@@ -455,10 +458,18 @@ def _group_key(group: str) -> tuple[int, str]:
     return (GROUP_ORDER.index(group), "") if group in GROUP_ORDER else (len(GROUP_ORDER), group)
 
 
+def _compact(value: Any) -> str:
+    if isinstance(value, float):
+        return _fmt(value, 4)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_compact(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_compact(v)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
 def _scenario_text(scenario: dict[str, Any], limit: int = 160) -> str:
-    text = ", ".join(
-        f"{k}={_fmt(v, 6) if isinstance(v, float) else v}" for k, v in scenario.items()
-    )
+    text = ", ".join(f"{k}={_compact(v)}" for k, v in scenario.items())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -478,7 +489,7 @@ def _cell_row(check: Check, res: CheckResult) -> tuple[tuple[str, ...], str]:
         _fmt(res.figure, 5),
         f"{_fmt(res.expected, 5)} ± {_fmt(res.tolerance, 3)}",
         str(res.n_replicates),
-        "PASS" if res.passed else "FAIL",
+        ("PASS" if res.passed else "FAIL") + (" (own rule)" if uses_own_rule(res) else ""),
         *ctrl_cells,
     )
     return row, ("pass" if not cell_problems(check, res) else "fail")
@@ -603,6 +614,14 @@ def _check_blocks(outcome: CheckOutcome, plot: PlotOutcome | None) -> list[Block
     else:
         rows, classes = zip(*(_cell_row(check, r) for r in outcome.results), strict=True)
         out.append(Table(_CELL_HEADER, tuple(rows), tuple(classes)))
+        if any(uses_own_rule(r) for r in outcome.results):
+            out.append(
+                _p(
+                    "(own rule): the verdict follows the cell's own rule, stated in its "
+                    "claim (e.g. a one-sided bound, or a method that must fail here), not "
+                    "|figure − expected| ≤ tolerance."
+                )
+            )
         own = [r for r in outcome.results if r.claim and r.claim != check.claim]
         if own:
             out.append(Bullets(tuple(((("code", r.name), ("", f": {r.claim}"))) for r in own)))

@@ -126,6 +126,22 @@ class CheckOutcome:
         return not self.problems
 
 
+def uses_own_rule(res: CheckResult) -> bool:
+    """Tell whether ``res.passed`` differs from the rule ``|figure - expected| <= tol``.
+
+    Some cells state their own rule in their claim (a one-sided bound, or a claim
+    that a method *fails* in a scenario); the report marks their verdicts so that a
+    PASS outside the band is not mistaken for an error.
+    """
+    if not (_is_finite_number(res.figure) and _is_finite_number(res.tolerance)):
+        return False
+    try:
+        inside = abs(float(res.figure) - float(res.expected)) <= float(res.tolerance)
+    except (TypeError, ValueError):
+        return False
+    return bool(res.passed) != inside
+
+
 def cell_problems(check: Check, res: CheckResult) -> list[str]:
     """Return why the cell ``res`` of ``check`` fails the suite (empty when it holds).
 
@@ -736,7 +752,7 @@ def format_outcome_lines(outcome: CheckOutcome) -> list[str]:
     elif not outcome.results:
         lines.append(f"FAIL  {check.name:<40} returned no cells")
     for res in outcome.results:
-        verdict = "PASS" if res.passed else "FAIL"
+        verdict = ("PASS" if res.passed else "FAIL") + ("*" if uses_own_rule(res) else "")
         band = f"{_fmt(res.expected)} ± {_fmt(res.tolerance)}"
         ctrl = res.negative_control
         if ctrl is None:
@@ -751,6 +767,8 @@ def format_outcome_lines(outcome: CheckOutcome) -> list[str]:
             f"{verdict:<5} {res.name:<40} {_fmt(res.figure):>10}  {band:<22} "
             f"R={res.n_replicates:<7d} {ctrl_text}"
         )
+    if any(uses_own_rule(r) for r in outcome.results):
+        lines.append("      * verdict by the cell's own rule (see its claim), not the ± band")
     lines.append(f"      {check.name} took {outcome.elapsed_s:.1f} s")
     return lines
 

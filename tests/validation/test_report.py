@@ -196,3 +196,26 @@ def test_unreadable_recsys_results_is_reported_in_report(tmp_path, names):
     html = paths.html.read_text()
     assert "could not find per-method metrics" in html
     assert load_recsys_results(tmp_path / "missing.json").message.startswith("could not read")
+
+
+def test_own_rule_marked_in_report(tmp_path, names):
+    def under(ctx):
+        return CheckResult(
+            "town/heavy",
+            "naive CI under-covers",
+            {"p": [1 / 3, 2 / 3]},
+            0.5,
+            0.95,
+            0.01,
+            True,
+            10,
+            1,
+            NegativeControl("exact", 0.95, True),
+        )
+
+    register("town", claim="under-covers")(under)
+    names.append("town")
+    paths = write_report(run_checks([get_check("town")], show_progress=False), tmp_path)
+    md = paths.markdown.read_text()
+    assert "PASS (own rule)" in md and "p=\\[0.3333, 0.6667\\]" in md
+    assert "p=[0.3333, 0.6667]" in paths.html.read_text()

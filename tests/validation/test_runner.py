@@ -275,3 +275,15 @@ def test_atomic_writer_discards_uncommitted(tmp_path):
 def test_package_versions_keys():
     v = package_versions()
     assert v["numpy"] and v["python"] and isinstance(v["numba_num_threads"], int)
+
+
+def test_own_rule_is_marked(registry):
+    from validation.runner import uses_own_rule
+
+    # "the naive interval under-covers here": passes when the figure is far below 0.95
+    cell = _cell("town", figure=0.5)
+    assert uses_own_rule(cell) and not uses_own_rule(_cell("x"))
+    run = run_checks([registry("town", lambda ctx: cell)], show_progress=False)
+    assert run.ok
+    lines = format_outcome_lines(run.outcomes[0])
+    assert lines[0].startswith("PASS*") and "own rule" in lines[1]
