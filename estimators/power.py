@@ -369,7 +369,7 @@ def sample_size(
         def gap(n: float) -> float:
             return float(_power_core(delta, sig, n, ratio * n, alpha, alternative, method)) - target
 
-        lo = 2.0 / (1.0 + ratio) * (1.0 + 1e-9) if method == "t" else n_closed * 1e-9
+        lo = 3.0 / (1.0 + ratio) if method == "t" else n_closed * 1e-9  # t: df >= 1
         hi = n_closed
         while gap(hi) < 0:
             hi *= 2.0
