@@ -136,7 +136,7 @@ def check_nonnegative(name: str, values: np.ndarray, *, arm: str | None = None) 
         where = f" in the {ARM_NAMES[arm]} arm" if arm else ""
         i = int(np.flatnonzero(neg)[0])
         raise ValueError(
-            f"`{name}` holds counts and must be >= 0{where}; got {values[i]!r} at unit {i}."
+            f"`{name}` holds counts and must be >= 0{where}; got {float(values[i])} at unit {i}."
         )
 
 

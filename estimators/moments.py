@@ -125,7 +125,7 @@ class RatioMoments:
             value = getattr(self, name)
             if (value < 0).any():
                 raise ValueError(
-                    f"`RatioMoments.{name}` must be >= 0; got {value[value < 0].ravel()[0]!r}."
+                    f"`RatioMoments.{name}` must be >= 0; got {float(value[value < 0].ravel()[0])}."
                 )
         present = [getattr(self, f) is not None for f in _COVARIATE_FIELDS]
         if any(present) and not all(present):

@@ -111,7 +111,7 @@ def _positive(name: str, value: Any, *, allow_zero: bool = False) -> np.ndarray:
     if not (np.isfinite(arr).all() and ok.all()):
         bad = arr[~(np.isfinite(arr) & ok)].ravel()[0]
         rel = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"`{name}` must be finite and {rel}; got {bad!r}.")
+        raise ValueError(f"`{name}` must be finite and {rel}; got {float(bad)}.")
     return arr
 
 
@@ -119,14 +119,14 @@ def _effect(mde_value: Any, relative: bool, baseline: Any, name: str = "mde") ->
     arr = as_float_array(name, mde_value, ndim=(0, 1, 2, 3))
     if not np.isfinite(arr).all() or (arr == 0).any():
         bad = arr[~np.isfinite(arr) | (arr == 0)].ravel()[0]
-        raise ValueError(f"`{name}` must be finite and non-zero; got {bad!r}.")
+        raise ValueError(f"`{name}` must be finite and non-zero; got {float(bad)}.")
     if relative:
         if baseline is None:
             raise ValueError("`baseline` is required when `relative=True`.")
         base = as_float_array("baseline", baseline, ndim=(0, 1, 2, 3))
         if not np.isfinite(base).all() or (base == 0).any():
             bad = base[~np.isfinite(base) | (base == 0)].ravel()[0]
-            raise ValueError(f"`baseline` must be finite and non-zero; got {bad!r}.")
+            raise ValueError(f"`baseline` must be finite and non-zero; got {float(bad)}.")
         return arr * np.abs(base)
     if baseline is not None:
         raise ValueError("`baseline` is only used with `relative=True`; got relative=False.")
@@ -370,7 +370,7 @@ def sample_size(
             return float(_power_core(delta, sig, n, ratio * n, alpha, alternative, method)) - target
 
         lo = 3.0 / (1.0 + ratio) if method == "t" else n_closed * 1e-9  # t: df >= 1
-        hi = n_closed
+        hi = max(n_closed, 2.0 * lo)
         while gap(hi) < 0:
             hi *= 2.0
         if gap(lo) >= 0:
