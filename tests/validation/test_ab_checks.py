@@ -142,3 +142,15 @@ def test_checks_are_registered():
     for name in ("delta-coverage", "deng2018-table2", "aa-calibration"):
         chk = get_check(name)
         assert chk.group == "ab" and chk.plot is not None and not chk.exact
+
+
+@pytest.mark.slow
+def test_power_quick_profile():
+    from validation import power_checks
+
+    res = power_checks.check_power(CTX)
+    assert len(res) == len(power_checks.POWER_CELLS)
+    for r in res:
+        assert r.passed and r.negative_control.failed_as_expected, r.name
+    assert isinstance(power_checks.plot_power(res), Figure)
+    assert get_check("power-calibration").group == "power"
