@@ -157,9 +157,9 @@ def _log_not_included(
     p: Tensor, n_draws: int, n_random: int, gamma: float
 ) -> Tensor:  # same shape as p
     """log[(1 - p)^n_draws (1 - gamma)^n_random], computed with log1p."""
-    out = n_draws * torch.log1p(-p)  # (...,)
+    out = n_draws * torch.log1p(-p) if n_draws else torch.zeros_like(p)  # (...,)
     if n_random > 0:
-        out = out + n_random * math.log1p(-gamma)
+        out = out + n_random * (math.log1p(-gamma) if gamma < 1.0 else -math.inf)
     return out
 
 
@@ -247,12 +247,14 @@ def expected_count(
     Returns
     -------
     ndarray or Tensor
-        ``B p + B' gamma``, same shape and kind as ``p``; may exceed 1.
+        ``B p + B' gamma`` (``B p + B' gamma (1 - p)^B`` with ``exclude_batch``: an item
+        in the batch cannot be drawn), same shape and kind as ``p``; may exceed 1.
 
     Notes
     -----
-    Pair it with a multiset of candidates (duplicates kept). With ``exclude_batch``
-    it is the count for an item *not* in the batch (the others cannot be drawn).
+    Pair it with a multiset of candidates (duplicates kept). With ``exclude_batch``,
+    gamma = 1/(N - B) assumes B distinct batch items, as in
+    :func:`inclusion_probability`.
 
     Examples
     --------
@@ -262,7 +264,10 @@ def expected_count(
     pt, was_tensor = _as_float_tensor(p)
     _validate_inclusion_probability(pt, batch_size, n_random, catalog_size, exclude_batch)
     gamma = _gamma(n_random, catalog_size, batch_size, exclude_batch)
-    out = batch_size * pt + n_random * gamma
+    rand = n_random * gamma
+    if exclude_batch and n_random:
+        rand = rand * (1.0 - pt) ** batch_size  # (...,)
+    out = batch_size * pt + rand
     return out if was_tensor else out.numpy()
 
 
@@ -643,7 +648,8 @@ def mixed_candidates(
         Whether the random draw excluded the batch's items (gamma = 1/(N - B)).
     correction : {"inclusion_probability", "expected_count", "none"}
         Per-row Q of each column: ``1 - (1 - p)^(B-1) (1 - gamma)^B'`` on the
-        de-duplicated set, or ``(B - 1) p + B' gamma`` on the multiset.
+        de-duplicated set, or ``(B - 1) p + B' gamma`` on the multiset (the random
+        term times ``(1 - p)^B`` with ``exclude_batch``).
     remove_accidental_hits : bool, default True
         Mask columns (other than the row's own) that hold the row's positive.
 
@@ -704,7 +710,10 @@ def mixed_candidates(
         if correction == "inclusion_probability":
             log_q = torch.log(-torch.expm1(_log_not_included(probs, b - 1, b_rand, gamma)))
         else:
-            log_q = torch.log((b - 1) * probs + b_rand * gamma)  # (C,)
+            rand = b_rand * gamma
+            if exclude_batch and b_rand:
+                rand = rand * (1.0 - probs) ** b  # (C,) the item is not in the batch
+            log_q = torch.log((b - 1) * probs + rand)  # (C,)
         if not bool(torch.isfinite(log_q).all()):
             raise ValueError(
                 "Q is 0 for some candidate (p = 0 with no random draws, or a batch of one "

@@ -16,6 +16,20 @@ from sim.ab import (
     split_users,
 )
 from sim.scenarios import BetaBinomialCtr, CtrTruth, Deng2018Classes, QueryScenario, ReferenceCtr
+from sim.softmax import (
+    InBatchSampler,
+    MixedSampler,
+    SoftmaxProblem,
+    UniformSampler,
+    UnigramSampler,
+    counts_per_set,
+    expected_full_softmax_gradient,
+    expected_full_softmax_loss,
+    full_softmax_gradient,
+    full_softmax_loss,
+    make_softmax_problem,
+    sample_categorical_rows,
+)
 
 __all__ = ["RngLike", "as_seed_sequence", "child_sequences"]
 __all__ += [  # A/B click and query simulators (sim.ab, sim.scenarios)
@@ -33,4 +47,18 @@ __all__ += [  # A/B click and query simulators (sim.ab, sim.scenarios)
     "simulate_queries",
     "simulate_sessions",
     "split_users",
+]
+__all__ += [  # synthetic softmax problems and samplers (sim.softmax)
+    "InBatchSampler",
+    "MixedSampler",
+    "SoftmaxProblem",
+    "UniformSampler",
+    "UnigramSampler",
+    "counts_per_set",
+    "expected_full_softmax_gradient",
+    "expected_full_softmax_loss",
+    "full_softmax_gradient",
+    "full_softmax_loss",
+    "make_softmax_problem",
+    "sample_categorical_rows",
 ]

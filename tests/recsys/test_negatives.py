@@ -196,7 +196,8 @@ def test_inclusion_probability_formula(p, b, b2, n, exclude):
     expected = 1 - (1 - p) ** b * (1 - gamma) ** b2
     got = float(inclusion_probability(p, b, b2, n, exclude))
     assert got == pytest.approx(expected, rel=1e-9, abs=1e-12)
-    assert float(expected_count(p, b, b2, n, exclude)) == pytest.approx(b * p + b2 * gamma)
+    count = b * p + b2 * gamma * ((1 - p) ** b if exclude else 1.0)
+    assert float(expected_count(p, b, b2, n, exclude)) == pytest.approx(count)
     assert got <= float(expected_count(p, b, b2, n, exclude)) + 1e-12  # union bound
 
 
