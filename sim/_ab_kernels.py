@@ -54,8 +54,7 @@ def _binomial(gen, n_trials, p):
     if n_trials <= _BERNOULLI_LOOP_MAX:
         k = np.int64(0)
         for _ in range(n_trials):
-            if gen.random() < p:
-                k += 1
+            k += np.int64(gen.random() < p)  # branch-free: clicks are unpredictable
         return k
     return np.int64(gen.binomial(n_trials, p))
 

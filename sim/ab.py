@@ -612,7 +612,12 @@ def simulate_queries(
     ``Uniform(low, high)`` values from the experiment's generator, then the users.
     CUPED [2]_ on Y with the pre-period queries and first-visit-day dummies as
     covariates reduces the s.e.; the published single draw of 1,000 users gave a
-    CUPED / plain s.e. ratio of about 0.84 (SPEC §3).
+    CUPED / plain s.e. ratio of about 0.84 (SPEC §3). Over 200 draws of 1,000 users
+    (pooled least-squares theta) this simulator gives 0.77 (s.d. 0.02) with the
+    never-visited users as their own level (-1), 0.86 (s.d. 0.03) when only users
+    who visited are analysed, and 0.89 (s.d. 0.02) when never-visited users are
+    lumped into day 0 (an ``argmax`` coding): how never-visitors enter the
+    covariates matters more than the Monte Carlo noise.
 
     Examples
     --------
