@@ -322,6 +322,8 @@ def _stats_row(method: str, metric: str, stats: Any) -> RecsysRow | None:
             hi = _num(pair.get("high", pair.get("upper")))
     n_raw = stats.get("n", stats.get("n_seeds"))
     n = int(n_raw) if isinstance(n_raw, int) and not isinstance(n_raw, bool) else None
+    if n is None and isinstance(stats.get("per_seed"), list):
+        n = len(stats["per_seed"])
     return RecsysRow(str(method), str(metric), mean, sd, lo, hi, n)
 
 
@@ -394,7 +396,14 @@ def load_recsys_results(path: str | os.PathLike[str]) -> RecsysComparison:
     if isinstance(doc, list):
         rows = _rows_from_records(doc)
     elif isinstance(doc, dict):
-        for key in ("config", "configuration", "data_fingerprint", "fingerprint", "data"):
+        for key in (
+            "ordering",
+            "config",
+            "configuration",
+            "data_fingerprint",
+            "fingerprint",
+            "data",
+        ):
             if key in doc and not isinstance(doc[key], list):
                 details[key] = doc[key]
         for key in ("methods", "results", "summary", "metrics", "comparison", "rows"):
@@ -423,21 +432,26 @@ def recsys_figure(comparison: RecsysComparison) -> Any:
 
     metrics = list(dict.fromkeys(r.metric for r in comparison.rows))[:6]
     methods = list(dict.fromkeys(r.method for r in comparison.rows))
-    fig = Figure(figsize=(3.2 * len(metrics) + 0.8, 3.2))
-    axes = fig.subplots(1, len(metrics), squeeze=False)[0]
+    ncols = min(3, len(metrics))
+    nrows = -(-len(metrics) // ncols)
+    fig = Figure(figsize=(3.4 * ncols + 0.6, 3.0 * nrows + 0.4), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax in axes[len(metrics) :]:
+        ax.set_visible(False)
     by_key = {(r.method, r.metric): r for r in comparison.rows}
-    for ax, metric in zip(axes, metrics, strict=True):
+    for ax, metric in zip(axes, metrics, strict=False):
         xs, means, lows, highs = [], [], [], []
         for i, method in enumerate(methods):
             row = by_key.get((method, metric))
-            if row is None:
+            if row is None or not math.isfinite(row.mean):
                 continue
+            row = _finite_row(row)
             xs.append(i)
             means.append(row.mean)
             if row.ci_low is not None and row.ci_high is not None:
                 lows.append(max(0.0, row.mean - row.ci_low))
                 highs.append(max(0.0, row.ci_high - row.mean))
-            elif row.sd is not None:
+            elif row.sd is not None and row.sd >= 0:
                 lows.append(row.sd)
                 highs.append(row.sd)
             else:
@@ -679,8 +693,8 @@ def _recsys_blocks(recsys: RecsysComparison, plot: PlotOutcome | None) -> list[B
         out.append(Image(f"plots/recsys-{_safe_name(name)}", png, name))
     if recsys.details:
         text = json.dumps(recsys.details, indent=1, default=str)
-        if len(text) > 2000:
-            text = text[:2000] + "\n…"
+        if len(text) > 4000:
+            text = text[:4000] + "\n…"
         out.append(Code(text))
     return out
 
@@ -694,7 +708,7 @@ def _safe_name(name: str) -> str:
 
 def _md_escape(text: str) -> str:
     text = text.replace("\\", "\\\\")
-    for ch in "*_`[]<>|":
+    for ch in "*_`<>|":
         text = text.replace(ch, "\\" + ch)
     return text
 
@@ -915,8 +929,19 @@ def _with_extra(run: SuiteRun, recsys: RecsysComparison) -> SuiteRun:
                 "ci_high": r.ci_high,
                 "n": r.n,
             }
-            for r in recsys.rows
-            if all(v is None or math.isfinite(v) for v in (r.mean, r.sd, r.ci_low, r.ci_high))
+            for r in (_finite_row(row) for row in recsys.rows)
         ],
     }
     return replace(run, extra={**run.extra, "recsys_comparison": info})
+
+
+def _finite_row(row: RecsysRow) -> RecsysRow:
+    """Return ``row`` with non-finite numbers replaced by None (strict JSON)."""
+    from dataclasses import replace
+
+    def fin(x: float | None) -> float | None:
+        return x if x is not None and math.isfinite(x) else None
+
+    return replace(
+        row, mean=fin(row.mean), sd=fin(row.sd), ci_low=fin(row.ci_low), ci_high=fin(row.ci_high)
+    )
