@@ -373,6 +373,17 @@ def _kernel_call(scenario: CtrScenario) -> Callable[..., None]:
 _EMPTY = np.empty(0, dtype=np.int64)
 
 
+def _per_user(
+    scenario: CtrScenario, n_c: int, n_t: int, gen: np.random.Generator
+) -> tuple[_IntArray, _IntArray, _IntArray, _IntArray]:
+    """Run one experiment storing per-user (views, clicks, pre_views, pre_clicks)."""
+    n = n_c + n_t
+    views, clicks, pre_views, pre_clicks = (np.empty(n, dtype=np.int64) for _ in range(4))
+    out = np.empty((2, _k.N_MOMENTS))
+    _kernel_call(scenario)(gen, n_c, n_t, True, views, clicks, pre_views, pre_clicks, out)
+    return views, clicks, pre_views, pre_clicks
+
+
 def _make_progress(progress: bool | Callable[[int], Any], total: int):
     """Return (update(k), close()) for ``progress``; tqdm on stderr when True."""
     if progress is True:
@@ -423,15 +434,7 @@ def simulate_clicks(
     _validate_ctr_scenario(scenario)
     n_c, n_t = split_users(n_users)
     ss = as_seed_sequence(rng)
-    n = n_c + n_t
-    views = np.empty(n, dtype=np.int64)
-    clicks = np.empty(n, dtype=np.int64)
-    pre_views = np.empty(n, dtype=np.int64)
-    pre_clicks = np.empty(n, dtype=np.int64)
-    out = np.empty((2, _k.N_MOMENTS))
-    _kernel_call(scenario)(
-        _generator(ss), n_c, n_t, True, views, clicks, pre_views, pre_clicks, out
-    )
+    views, clicks, pre_views, pre_clicks = _per_user(scenario, n_c, n_t, _generator(ss))
     arm = np.repeat(np.array([0, 1], dtype=np.int64), [n_c, n_t])
     return ClickData(
         arm=arm,
@@ -565,15 +568,9 @@ def simulate_sessions(
 
     _validate_ctr_scenario(scenario)
     n_c, n_t = split_users(n_users)
-    ss = as_seed_sequence(rng)
+    gen = _generator(as_seed_sequence(rng))
+    views, clicks, _, _ = _per_user(scenario, n_c, n_t, gen)
     n = n_c + n_t
-    views = np.empty(n, dtype=np.int64)
-    clicks = np.empty(n, dtype=np.int64)
-    pre_views = np.empty(n, dtype=np.int64)
-    pre_clicks = np.empty(n, dtype=np.int64)
-    out = np.empty((2, _k.N_MOMENTS))
-    gen = _generator(ss)
-    _kernel_call(scenario)(gen, n_c, n_t, True, views, clicks, pre_views, pre_clicks, out)
     user = np.repeat(np.arange(n, dtype=np.int64), views)
     arm = (user >= n_c).astype(np.int64)
     # rank of each row within its user: 0 .. views-1
