@@ -33,6 +33,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import signal
 import subprocess
 import sys
@@ -155,8 +156,9 @@ def cell_problems(check: Check, res: CheckResult) -> list[str]:
         if not _is_finite_number(value):
             out.append(f"cell {res.name!r}: {label} is not a finite number ({value!r}).")
     if not res.passed:
+        where = "by its own rule (see its claim) against" if uses_own_rule(res) else "outside"
         out.append(
-            f"cell {res.name!r} failed: figure {_fmt(res.figure)} is outside "
+            f"cell {res.name!r} failed: figure {_fmt(res.figure)} {where} "
             f"{_fmt(res.expected)} ± {_fmt(res.tolerance)}."
         )
     ctrl = res.negative_control
@@ -196,6 +198,8 @@ class SuiteRun:
         ISO-8601 start time (reported under ``"timing"``).
     elapsed_s : float
         Wall-clock seconds of the whole run.
+    extra : dict
+        Further top-level keys of ``results.json`` (e.g. ``"recsys_comparison"``).
     """
 
     seed: int
@@ -216,8 +220,8 @@ class SuiteRun:
 
     @property
     def n_cells(self) -> int:
-        """Number of cells (a check that raised counts as one failed cell)."""
-        return sum(max(1, len(o.results)) if o.error else len(o.results) for o in self.outcomes)
+        """Number of cells (a check that raised or returned none counts as one failed cell)."""
+        return sum(max(1, len(o.results)) for o in self.outcomes)
 
     @property
     def n_passed(self) -> int:
@@ -472,13 +476,7 @@ def reproduce_command(
         parts += ["--import", module]
     if only:
         parts += ["--only", *only]
-    return " ".join(_shell_quote(p) for p in parts)
-
-
-def _shell_quote(text: str) -> str:
-    import shlex
-
-    return shlex.quote(text)
+    return " ".join(shlex.quote(p) for p in parts)
 
 
 def _validate_run_checks(profile: str, seed: int, z: float) -> None:

@@ -219,3 +219,45 @@ def test_own_rule_marked_in_report(tmp_path, names):
     md = paths.markdown.read_text()
     assert "PASS (own rule)" in md and "p=[0.3333, 0.6667]" in md
     assert "p=[0.3333, 0.6667]" in paths.html.read_text()
+
+
+def test_recsys_compare_layout(tmp_path):
+    # the layout `python -m recsys compare` writes (recsys/compare.py): per method a
+    # "metrics" map of summaries over seeds with the per-seed values, plus "ordering"
+    doc = {
+        "config": {"n_seeds": 2},
+        "methods": {
+            "mixed": {
+                "metrics": {
+                    "recall@100": {
+                        "mean": 0.6,
+                        "sd": 0.01,
+                        "ci_low": 0.5,
+                        "ci_high": 0.7,
+                        "per_seed": [0.59, 0.61],
+                    },
+                    "ndcg@10": {
+                        "mean": 0.1,
+                        "sd": float("nan"),
+                        "ci_low": float("nan"),
+                        "ci_high": float("nan"),
+                        "per_seed": [0.1],
+                    },
+                },
+                "per_epoch": {"recall@100": [[0.6]]},
+                "examples_per_second": [1000.0],
+            }
+        },
+        "paired": {},
+        "ordering": {"metric": "recall@100", "holds_in_means": False},
+    }
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(doc))  # NaN is written as the JSON extension NaN
+    comparison = load_recsys_results(path)
+    assert comparison.message is None and len(comparison.rows) == 2
+    assert comparison.rows[0].n == 2 and comparison.details["ordering"]["holds_in_means"] is False
+    # NaN figures of a one-seed metric stay out of the strict-JSON results file
+    paths = write_report(run_checks([], show_progress=False), tmp_path / "o", recsys_results=path)
+    rows = json.loads(paths.results_json.read_text(), parse_constant=pytest.fail)
+    assert rows["recsys_comparison"]["rows"][1]["sd"] is None
+    assert "Verdict: FAIL" in paths.html.read_text()  # an empty run is not a pass
