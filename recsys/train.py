@@ -1,0 +1,442 @@
+"""One training loop for every way of choosing softmax candidates (SPEC §4).
+
+The same examples, batches, steps, initial weights and optimiser are used for each
+method; only the candidate set of a batch (built by :mod:`recsys.negatives`) and its
+logQ correction differ:
+
+==================  ===========================================================
+method              candidates of a batch of B next-watch examples
+==================  ===========================================================
+``full``            the whole catalog (exact softmax)
+``sampled``         the B positives + B' uniform items shared by the batch; row i
+                    sees its own positive and the B' (Q = B'/N, Jean et al. 2015)
+``inbatch``         the B positives; Q = 1 - (1 - p)^(B-1) (Yi et al. 2019)
+``mixed``           the B positives + B' uniform items; Q* (Yang et al. 2020)
+``<m>-nologq``      method ``m`` without the correction (negative control)
+==================  ===========================================================
+
+``p(y)`` is the share of training examples whose target is ``y`` (the catalog is
+known here; ``frequency="streaming"`` uses the streaming estimate of Yi et al. 2019
+instead, when :mod:`recsys.frequency` provides it).
+
+References
+----------
+.. [1] S. Jean, K. Cho, R. Memisevic, Y. Bengio, "On Using Very Large Target Vocabulary
+   for Neural Machine Translation", ACL 2015.
+.. [2] X. Yi et al., "Sampling-Bias-Corrected Neural Modeling for Large Corpus Item
+   Recommendations", RecSys 2019.
+.. [3] J. Yang et al., "Mixed Negative Sampling for Learning Two-tower Neural Networks
+   in Recommendations", WWW 2020 Companion.
+.. [4] P. Covington, J. Adams, E. Sargin, "Deep Neural Networks for YouTube
+   Recommendations", RecSys 2016.
+"""
+
+from __future__ import annotations
+
+import numbers
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from recsys.data import Examples
+from recsys.losses import sampled_softmax_loss
+from recsys.model import TwoTower
+from recsys.negatives import (
+    CandidateSet,
+    full_softmax_candidates,
+    in_batch_candidates,
+    mixed_candidates,
+    sample_uniform_negatives,
+    sampled_softmax_candidates,
+)
+from sim import RngLike, as_seed_sequence, child_sequences
+
+__all__ = [
+    "BASE_METHODS",
+    "METHODS",
+    "TrainConfig",
+    "TrainResult",
+    "parse_methods",
+    "resolve_device",
+    "train_model",
+]
+
+BASE_METHODS = ("full", "sampled", "inbatch", "mixed")
+"""Ways of choosing the candidates of a batch."""
+
+METHODS = (*BASE_METHODS, "sampled-nologq", "inbatch-nologq", "mixed-nologq")
+"""Valid method names: the base methods and the uncorrected variants."""
+
+
+def parse_methods(methods: str | Sequence[str]) -> tuple[str, ...]:
+    """Parse ``"sampled,inbatch,mixed"`` (or a sequence) into validated method names.
+
+    Raises
+    ------
+    ValueError
+        If a name is unknown or repeated, or the list is empty.
+
+    Examples
+    --------
+    >>> parse_methods("sampled, inbatch,mixed")
+    ('sampled', 'inbatch', 'mixed')
+    """
+    names = [m.strip() for m in methods.split(",")] if isinstance(methods, str) else list(methods)
+    names = [m for m in names if m]
+    if not names:
+        raise ValueError("`methods` must name at least one method; got none.")
+    unknown = [m for m in names if m not in METHODS]
+    if unknown:
+        raise ValueError(
+            f"`methods` has unknown method(s) {', '.join(map(repr, unknown))}; "
+            f"valid: {', '.join(METHODS)}."
+        )
+    if len(set(names)) != len(names):
+        raise ValueError(f"`methods` must not repeat a method; got {names}.")
+    return tuple(names)
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """Return a torch device; ``"auto"`` picks CUDA when available, else CPU.
+
+    Raises
+    ------
+    ValueError
+        If CUDA is asked for and not available.
+    """
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"`device` {str(dev)!r} asked for, but CUDA is not available.")
+    return dev
+
+
+@dataclass(frozen=True, slots=True)
+class TrainConfig:
+    """Training settings shared by every method (SPEC §4 reference values).
+
+    Attributes
+    ----------
+    method : str
+        One of :data:`METHODS`.
+    n_epochs : int
+        Passes over the training examples.
+    batch_size : int
+        Rows per batch ``B`` (the last incomplete batch of an epoch is dropped, so
+        every step has the same ``B`` and the in-batch ``Q`` is exact).
+    n_negatives : int
+        ``B'``: uniform items shared by the batch (``sampled`` and ``mixed``).
+    lr : float
+        Adam learning rate.
+    temperature : float
+        ``tau``; logits are ``cos / tau`` (0.05 = cosine x 20).
+    correction : str
+        Q of the de-duplicated (``"inclusion_probability"``) or multiset
+        (``"expected_count"``) candidate set for ``inbatch`` / ``mixed``; ``sampled``
+        always uses the expected count ``B'/N`` of its multiset of draws.
+    frequency : str
+        ``"exact"`` (training target shares) or ``"streaming"`` (Yi et al. 2019).
+    """
+
+    method: str = "mixed"
+    n_epochs: int = 1
+    batch_size: int = 256
+    n_negatives: int = 256
+    lr: float = 0.01
+    temperature: float = 0.05
+    correction: str = "inclusion_probability"
+    frequency: str = "exact"
+
+    def __post_init__(self) -> None:
+        parse_methods([self.method])
+        for name in ("n_epochs", "batch_size", "n_negatives"):
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+                raise TypeError(f"`{name}` must be an integer; got {type(value).__name__}.")
+        if self.n_epochs < 1:
+            raise ValueError(f"`n_epochs` must be >= 1; got {self.n_epochs}.")
+        if self.batch_size < 2:
+            raise ValueError(f"`batch_size` must be >= 2; got {self.batch_size}.")
+        if self.n_negatives < 0:
+            raise ValueError(f"`n_negatives` must be >= 0; got {self.n_negatives}.")
+        if not (self.lr > 0 and np.isfinite(self.lr)):
+            raise ValueError(f"`lr` must be positive and finite; got {self.lr}.")
+        if not (self.temperature > 0 and np.isfinite(self.temperature)):
+            raise ValueError(f"`temperature` must be positive and finite; got {self.temperature}.")
+        if self.correction not in ("inclusion_probability", "expected_count"):
+            raise ValueError(
+                "`correction` must be 'inclusion_probability' or 'expected_count'; "
+                f"got {self.correction!r}."
+            )
+        if self.frequency not in ("exact", "streaming"):
+            raise ValueError(f"`frequency` must be 'exact' or 'streaming'; got {self.frequency!r}.")
+
+    @property
+    def base_method(self) -> str:
+        """The method without its ``-nologq`` suffix."""
+        return self.method.removesuffix("-nologq")
+
+    @property
+    def logq(self) -> bool:
+        """Whether the logQ correction is applied."""
+        return not self.method.endswith("-nologq")
+
+
+@dataclass(frozen=True, slots=True)
+class TrainResult:
+    """What one training run did.
+
+    Attributes
+    ----------
+    config : TrainConfig
+    n_steps : int
+        Optimiser steps taken.
+    n_examples_seen : int
+        Training examples processed (``n_steps * batch_size``).
+    train_seconds : float
+        Wall time of the training steps (evaluation excluded).
+    epoch_loss : list of float
+        Mean training loss of each epoch.
+    epoch_metrics : list of dict
+        What ``evaluate`` returned after each epoch (empty if not given).
+    """
+
+    config: TrainConfig
+    n_steps: int
+    n_examples_seen: int
+    train_seconds: float
+    epoch_loss: list[float] = field(default_factory=list)
+    epoch_metrics: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def examples_per_second(self) -> float:
+        """Training throughput."""
+        return self.n_examples_seen / self.train_seconds if self.train_seconds > 0 else 0.0
+
+
+def _torch_generator(ss: np.random.SeedSequence, device: torch.device) -> torch.Generator:
+    seed = int(ss.generate_state(1, np.uint64)[0] >> np.uint64(1))
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+def _target_shares(target: np.ndarray, n_items: int) -> np.ndarray:
+    return np.bincount(target, minlength=n_items) / max(target.size, 1)
+
+
+class _StreamingShares:
+    """Adapter from :class:`recsys.frequency.StreamingFrequencyEstimator` to p(ids)."""
+
+    def __init__(self, n_items: int, device: torch.device) -> None:
+        from recsys.frequency import StreamingFrequencyEstimator
+
+        self.estimator = StreamingFrequencyEstimator(n_buckets=max(2 * n_items, 1024))
+        self.device = device
+
+    def update(self, ids: torch.Tensor) -> None:
+        self.estimator.update(ids)
+
+    def __call__(self, ids: torch.Tensor) -> torch.Tensor:
+        p = torch.as_tensor(self.estimator.probability(ids), dtype=torch.float64)
+        return p.to(self.device).clamp(1e-12, 1.0)
+
+
+def _candidates(
+    config: TrainConfig,
+    model: TwoTower,
+    target: torch.Tensor,
+    n_items: int,
+    shares: Callable[[torch.Tensor], torch.Tensor] | None,
+    gen: torch.Generator,
+) -> CandidateSet:
+    device = target.device
+    method = config.base_method
+    if method == "full":
+        items = model.item_vector(torch.arange(n_items, device=device))  # (N, d)
+        return full_softmax_candidates(target, items)
+    correction = config.correction if config.logq else "none"
+    if method == "sampled":
+        negatives = sample_uniform_negatives(
+            config.n_negatives, n_items, generator=gen, device=device
+        )  # (B',)
+        both = model.item_vector(torch.cat([target, negatives]))  # (B + B', d)
+        b = target.shape[0]
+        return sampled_softmax_candidates(
+            target,
+            both[:b],
+            negatives,
+            both[b:],
+            catalog_size=n_items,
+            correction="expected_count" if config.logq else "none",
+        )
+    p_target = shares(target) if (shares is not None and config.logq) else None  # (B,)
+    if method == "inbatch":
+        return in_batch_candidates(
+            target, model.item_vector(target), p_target, correction=correction
+        )
+    negatives = sample_uniform_negatives(
+        config.n_negatives, n_items, generator=gen, device=device
+    )  # (B',)
+    both = model.item_vector(torch.cat([target, negatives]))  # (B + B', d)
+    b = target.shape[0]
+    p_random = shares(negatives) if (shares is not None and config.logq) else None  # (B',)
+    return mixed_candidates(
+        target,
+        both[:b],
+        p_target,
+        negatives,
+        both[b:],
+        p_random,
+        catalog_size=n_items,
+        correction=correction,
+    )
+
+
+def _validate_train_model(model: object, examples: object, n_items: int, config: object) -> None:
+    if not isinstance(model, TwoTower):
+        raise TypeError(f"`model` must be a TwoTower; got {type(model).__name__}.")
+    if not isinstance(examples, Examples):
+        raise TypeError(f"`examples` must be an Examples; got {type(examples).__name__}.")
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"`config` must be a TrainConfig; got {type(config).__name__}.")
+    if examples.n_examples < config.batch_size:
+        raise ValueError(
+            f"`examples` must hold at least one batch (`batch_size`={config.batch_size}); "
+            f"got {examples.n_examples} examples."
+        )
+    if examples.target.max() >= n_items or examples.target.min() < 0:
+        raise ValueError(f"`examples.target` must lie in [0, n_items={n_items}).")
+    if config.base_method == "full" and n_items > 200_000:
+        raise ValueError(
+            f"method 'full' scores the whole catalog every step; `n_items`={n_items} is "
+            "over the 200,000 allowed."
+        )
+
+
+def train_model(
+    model: TwoTower,
+    examples: Examples,
+    n_items: int,
+    config: TrainConfig,
+    *,
+    rng: RngLike = None,
+    device: str | torch.device = "cpu",
+    evaluate: Callable[[TwoTower], dict[str, float]] | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train ``model`` in place with Adam on next-watch examples.
+
+    Parameters
+    ----------
+    model : TwoTower
+        Moved to ``device`` and trained in place.
+    examples : Examples
+        Training examples (history ``(n, L)``, target ``(n,)``).
+    n_items : int
+        Catalog size ``N`` (uniform negatives are drawn from ``0..N-1``).
+    config : TrainConfig
+        Method and hyper-parameters.
+    rng : int, numpy.random.SeedSequence or None
+        Seed. Child 0 orders the examples of each epoch, child 1 draws the negatives;
+        so two methods trained with the same ``rng`` see the same batches in the same
+        order.
+    device : str or torch.device, default "cpu"
+        ``"auto"`` for CUDA when available.
+    evaluate : callable, optional
+        Called with the model after each epoch; its dict is kept in
+        ``epoch_metrics``.
+    progress : bool, default True
+        Show a tqdm progress bar on stderr.
+
+    Returns
+    -------
+    TrainResult
+
+    Notes
+    -----
+    Each step: user vectors ``u = model.user_vector(history)`` (B, d); a candidate set
+    (module table); loss of :func:`recsys.losses.sampled_softmax_loss` with
+    ``temperature=config.temperature`` and the builders' default accidental-hit
+    masking (``correct_positive=False``); one Adam step.
+    """
+    _validate_train_model(model, examples, n_items, config)
+    dev = resolve_device(device)
+    order_ss, negatives_ss = child_sequences(as_seed_sequence(rng), 2)
+    order_gen = _torch_generator(order_ss, torch.device("cpu"))
+    neg_gen = _torch_generator(negatives_ss, dev)
+    model.to(dev)
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    history_all = torch.as_tensor(examples.history, device=dev)  # (n, L)
+    target_all = torch.as_tensor(examples.target, device=dev)  # (n,)
+    shares: Callable[[torch.Tensor], torch.Tensor] | None = None
+    streaming: _StreamingShares | None = None
+    if config.base_method in ("inbatch", "mixed") and config.logq:
+        if config.frequency == "exact":
+            table = torch.as_tensor(_target_shares(examples.target, n_items), device=dev)
+            shares = table.__getitem__
+        else:
+            streaming = _StreamingShares(n_items, dev)
+            shares = streaming
+    n = examples.n_examples
+    steps_per_epoch = n // config.batch_size
+    n_steps = 0
+    train_seconds = 0.0
+    epoch_loss: list[float] = []
+    epoch_metrics: list[dict[str, float]] = []
+    bar = tqdm(
+        total=steps_per_epoch * config.n_epochs,
+        file=sys.stderr,
+        disable=not progress,
+        desc=config.method,
+        leave=False,
+    )
+    try:
+        for _ in range(config.n_epochs):
+            start = time.perf_counter()
+            order = torch.randperm(n, generator=order_gen).to(dev)  # (n,)
+            loss_sum = torch.zeros((), device=dev)
+            for step in range(steps_per_epoch):
+                rows = order[step * config.batch_size : (step + 1) * config.batch_size]  # (B,)
+                history, target = history_all[rows], target_all[rows]  # (B, L), (B,)
+                if streaming is not None:
+                    streaming.update(target)
+                user = model.user_vector(history)  # (B, d)
+                cs = _candidates(config, model, target, n_items, shares, neg_gen)
+                loss = sampled_softmax_loss(
+                    user,
+                    cs.candidates,
+                    cs.labels,
+                    cs.log_q,
+                    mask=cs.mask,
+                    temperature=config.temperature,
+                    q_unit=cs.q_unit,
+                )
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                loss_sum += loss.detach()
+                n_steps += 1
+                bar.update(1)
+            epoch_loss.append(float(loss_sum) / max(steps_per_epoch, 1))
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            train_seconds += time.perf_counter() - start
+            if evaluate is not None:
+                epoch_metrics.append(evaluate(model))
+                model.train()
+    finally:
+        bar.close()
+    return TrainResult(
+        config=config,
+        n_steps=n_steps,
+        n_examples_seen=n_steps * config.batch_size,
+        train_seconds=train_seconds,
+        epoch_loss=epoch_loss,
+        epoch_metrics=epoch_metrics,
+    )

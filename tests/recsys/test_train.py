@@ -1,0 +1,165 @@
+import numpy as np
+import pytest
+import torch
+
+from recsys.data import make_examples, random_user_split, synthetic_movielens
+from recsys.metrics import evaluate_retrieval
+from recsys.model import TwoTower
+from recsys.train import METHODS, TrainConfig, parse_methods, resolve_device, train_model
+
+SMALL = {"n_rows": 64, "dim": 16, "hidden": (16, 16)}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models: one torch thread is faster on a shared machine; restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def problem():
+    data = synthetic_movielens(150, 120, mean_ratings=30, min_positives=10, rng=0)
+    train, test = random_user_split(data, test_fraction=0.2, rng=0)
+    return data, make_examples(train, max_history=10), make_examples(test, max_history=10)
+
+
+def _params(model):
+    return [p.detach().clone() for p in model.parameters()]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_trains_and_is_reproducible(problem, method):
+    data, ex, _ = problem
+    cfg = TrainConfig(method=method, batch_size=64, n_negatives=32, lr=0.01)
+    runs = []
+    for _ in range(2):
+        model = TwoTower(**SMALL, rng=1)
+        res = train_model(model, ex, data.n_items, cfg, rng=7, progress=False)
+        runs.append((_params(model), res))
+    for a, b in zip(runs[0][0], runs[1][0], strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    res = runs[0][1]
+    assert res.n_steps == ex.n_examples // 64
+    assert res.n_examples_seen == res.n_steps * 64
+    assert np.isfinite(res.epoch_loss[0])
+
+
+def test_training_beats_untrained_model():
+    data = synthetic_movielens(300, 150, mean_ratings=30, min_positives=10, rng=0)
+    train, test = random_user_split(data, test_fraction=0.3, rng=0)
+    ex, test = make_examples(train, max_history=10), make_examples(test, max_history=10)
+    model = TwoTower(**SMALL, rng=1)
+    before = evaluate_retrieval(model, test, data.n_items, ks=(10,)).mean()["recall@10"]
+    cfg = TrainConfig(method="mixed", n_epochs=3, batch_size=64, n_negatives=32)
+    res = train_model(
+        model,
+        ex,
+        data.n_items,
+        cfg,
+        rng=3,
+        progress=False,
+        evaluate=lambda m: evaluate_retrieval(m, test, data.n_items, ks=(10,)).mean(),
+    )
+    after = res.epoch_metrics[-1]["recall@10"]
+    n = test.n_examples
+    # Binomial s.e. of a recall from n queries is at most 0.5/sqrt(n); a z = 4 margin
+    # on the difference of two such figures (conservative: they are paired).
+    assert after - before > 4 * np.sqrt(2) * 0.5 / np.sqrt(n), (before, after)
+    assert len(res.epoch_metrics) == 3 and res.epoch_loss[-1] < res.epoch_loss[0]
+
+
+def test_full_softmax_step_is_cross_entropy(problem):
+    data, ex, _ = problem
+    batch = ex.take(np.arange(64))
+    cfg = TrainConfig(method="full", batch_size=64, temperature=0.1)
+    model = TwoTower(**SMALL, rng=4)
+    reference = TwoTower(**SMALL, rng=4)
+    res = train_model(model, batch, data.n_items, cfg, rng=0, progress=False)
+    with torch.no_grad():
+        logits = reference(torch.as_tensor(batch.history), torch.arange(data.n_items)) / 0.1
+        expected = torch.nn.functional.cross_entropy(logits, torch.as_tensor(batch.target))
+    assert res.epoch_loss[0] == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_mixed_without_random_items_equals_inbatch(problem):
+    data, ex, _ = problem
+    params = []
+    for method in ("inbatch", "mixed"):
+        model = TwoTower(**SMALL, rng=2)
+        cfg = TrainConfig(method=method, batch_size=64, n_negatives=0)
+        train_model(model, ex, data.n_items, cfg, rng=5, progress=False)
+        params.append(_params(model))
+    for a, b in zip(*params, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_correction_changes_training(problem):
+    """Negative control for the plumbing: -nologq must not silently equal the corrected run."""
+    data, ex, _ = problem
+    params = []
+    for method in ("inbatch", "inbatch-nologq"):
+        model = TwoTower(**SMALL, rng=2)
+        cfg = TrainConfig(method=method, batch_size=64)
+        train_model(model, ex, data.n_items, cfg, rng=5, progress=False)
+        params.append(_params(model))
+    assert not all(torch.equal(a, b) for a, b in zip(*params, strict=True))
+
+
+@pytest.mark.parametrize(
+    ("methods", "match"),
+    [
+        ("sampled,bogus", r"unknown method\(s\) 'bogus'; valid: full, sampled"),
+        ("", "at least one method"),
+        ("mixed,mixed", "must not repeat"),
+    ],
+)
+def test_bad_method_names(methods, match):
+    with pytest.raises(ValueError, match=match):
+        parse_methods(methods)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"method": "softmax"}, ValueError, "unknown method"),
+        ({"batch_size": 1}, ValueError, "`batch_size` must be >= 2; got 1"),
+        ({"n_epochs": 0}, ValueError, "`n_epochs` must be >= 1; got 0"),
+        ({"temperature": 0.0}, ValueError, "`temperature` must be positive"),
+        ({"n_negatives": 1.5}, TypeError, "`n_negatives` must be an integer"),
+        ({"correction": "none"}, ValueError, "`correction` must be"),
+    ],
+)
+def test_bad_config(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        TrainConfig(**kwargs)
+
+
+def test_bad_training_input(problem):
+    data, ex, _ = problem
+    with pytest.raises(ValueError, match="at least one batch"):
+        train_model(TwoTower(**SMALL), ex.take(np.arange(10)), data.n_items, TrainConfig())
+    with pytest.raises(ValueError, match=r"`examples.target` must lie in \[0, n_items=5\)"):
+        train_model(TwoTower(**SMALL), ex, 5, TrainConfig(batch_size=8))
+    with pytest.raises(TypeError, match="`config` must be a TrainConfig"):
+        train_model(TwoTower(**SMALL), ex, data.n_items, {"method": "full"})
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA error")
+def test_cuda_requested_without_cuda():
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        resolve_device("cuda")
+    assert resolve_device("auto").type == "cpu"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_training_runs(problem):
+    data, ex, _ = problem
+    model = TwoTower(**SMALL, rng=1)
+    res = train_model(
+        model, ex, data.n_items, TrainConfig(batch_size=64), rng=0, device="cuda", progress=False
+    )
+    assert np.isfinite(res.epoch_loss[0])
