@@ -113,8 +113,8 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     raise _Terminated()
 
 
-def _load(imports: Sequence[str]) -> str | None:
-    """Import the built-in check modules and ``imports``; return an error text or None."""
+def _load(imports: Sequence[str]) -> bool:
+    """Import the built-in check modules and ``imports``; print why and return False on error."""
     import traceback
 
     from validation.core import load_builtin_checks
@@ -124,16 +124,15 @@ def _load(imports: Sequence[str]) -> str | None:
         load_builtin_checks()
         import_check_modules(imports)
     except Exception:  # noqa: BLE001 - reported, exit 1
-        return "could not import the check modules:\n" + traceback.format_exc()
-    return None
+        print("could not import the check modules:\n" + traceback.format_exc(), file=sys.stderr)
+        return False
+    return True
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
     from validation.core import iter_checks
 
-    error = _load(args.imports)
-    if error:
-        print(error, file=sys.stderr)
+    if not _load(args.imports):
         return EXIT_FAILED
     checks = list(iter_checks())
     if not checks:
@@ -151,11 +150,10 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 def _cmd_show(args: argparse.Namespace) -> int:
     from validation.core import get_check, iter_checks
+    from validation.report import _scenario_text
     from validation.runner import _fmt
 
-    error = _load(args.imports)
-    if error:
-        print(error, file=sys.stderr)
+    if not _load(args.imports):
         return EXIT_FAILED
     try:
         check = get_check(args.name)
@@ -192,7 +190,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
                 f"profile {doc_json.get('profile')}):"
             )
             for cell in cells:
-                scen = ", ".join(f"{k}={v}" for k, v in (cell.get("scenario") or {}).items())
+                scen = _scenario_text(cell.get("scenario") or {}, limit=10_000)
                 verdict = "PASS" if cell.get("passed") else "FAIL"
                 print(
                     f"    {verdict} {cell.get('name')}: {_fmt(cell.get('figure'))} vs "
@@ -200,7 +198,14 @@ def _cmd_show(args: argparse.Namespace) -> int:
                     f" (R={cell.get('n_replicates')})"
                 )
                 if scen:
-                    print(wrap.fill(f"      scenario: {scen}"))
+                    print(
+                        textwrap.fill(
+                            f"scenario: {scen}",
+                            88,
+                            initial_indent=" " * 6,
+                            subsequent_indent=" " * 8,
+                        )
+                    )
     return EXIT_OK
 
 
@@ -230,9 +235,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if out_dir.exists() and not out_dir.is_dir():
         print(f"error: `--out` must be a folder; got the file {str(out_dir)!r}.", file=sys.stderr)
         return EXIT_USAGE
-    error = _load(args.imports)
-    if error:
-        print(error, file=sys.stderr)
+    if not _load(args.imports):
         return EXIT_FAILED
     try:
         checks = select_checks(args.only)

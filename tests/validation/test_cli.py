@@ -302,3 +302,14 @@ def test_interrupt_leaves_previous_results(tmp_path, signum):
     assert "PASS  tsig-a-fast" in stdout
     assert (out / "results.json").read_text() == previous
     assert sorted(p.name for p in out.iterdir()) == ["results.json"]
+
+
+@pytest.mark.parametrize("command", ["list", "run"])
+def test_broken_check_module_exits_1(capsys, command, tmp_path):
+    args = [command, "--import", "tcli_no_such_module"]
+    if command == "run":
+        args += ["--out", str(tmp_path)]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "could not import the check modules" in err and "ModuleNotFoundError" in err
+    assert not (tmp_path / "results.json").exists()
