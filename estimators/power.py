@@ -168,7 +168,9 @@ def _power_core(
         df = n_c + n_t - 2.0
         crit = stats.t.isf(a, df)
         upper = stats.nct.sf(crit, df, ncp)
-        lower = stats.nct.cdf(-crit, df, ncp)
+        # P(T' < -crit | ncp) = P(T' > crit | -ncp). scipy's nct.cdf returns NaN far in
+        # the lower tail for large ncp (e.g. df=13, ncp=10); its sf does not.
+        lower = stats.nct.sf(crit, df, -ncp)
     else:
         crit = stats.norm.isf(a)
         upper = stats.norm.sf(crit - ncp)

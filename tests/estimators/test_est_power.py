@@ -155,3 +155,10 @@ def test_sample_size_power_mde_are_inverses(sigma, delta, ratio, method, alterna
     n = max(res.n_exact, 3.0)
     d = mde(sigma, n, power=target, **kw)
     assert power(sigma, d, n, **kw) == pytest.approx(target, abs=1e-9)
+
+
+@pytest.mark.parametrize("delta", [1.0, 1.5, 5.0])
+def test_t_power_is_finite_for_huge_noncentrality(delta):
+    # Regression: scipy's nct.cdf is NaN far in the lower tail (df=13, ncp≈10).
+    p = power(0.125, delta, 5.0, ratio=0.5, method="t")
+    assert p == pytest.approx(1.0)
