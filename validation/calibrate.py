@@ -401,7 +401,7 @@ class CalibrationScenario:
         return KINDS if isinstance(self.simulator, _CTR_TYPES) else ("mean", "covariate")
 
     def aa_simulator(self) -> Any:
-        """The same simulator with no treatment effect."""
+        """Return the same simulator with no treatment effect."""
         if isinstance(self.simulator, sim.QueryScenario):
             return dataclasses.replace(self.simulator, effect_per_visit=0.0)
         return dataclasses.replace(self.simulator, effect=0.0)
@@ -615,7 +615,7 @@ class Calibration:
         return [name for name, ok in self.verdicts().items() if not ok]
 
     def write_report(self, out_dir: Any) -> Any:
-        """Write ``results.json``, ``report.md``, ``report.html`` and plots (the built-in writer)."""
+        """Write ``results.json``, ``report.md``, ``report.html`` and plots (built-in writer)."""
         from validation.report import write_report
 
         return write_report(self.run, out_dir)
@@ -685,7 +685,7 @@ def _control_pvalues(est: np.ndarray, se: np.ndarray) -> np.ndarray:
 
 
 def _missing(name: str, claim: str, scenario: dict[str, Any], seed: int) -> CheckResult:
-    """A cell with too few valid replicates to compute its figure (fails the suite)."""
+    """Return a cell with too few valid replicates to compute its figure (fails the suite)."""
     return CheckResult(
         name=name,
         claim=claim + " (not computed: fewer than 2 valid replicates)",
@@ -834,7 +834,7 @@ def _pilot_sigmas(
 
 
 def _formula_power(kind, scenario: CalibrationScenario, ss, alpha) -> tuple[float, dict[str, Any]]:
-    """Normal power at the scenario's n with pilot sigmas (SPEC §2); delta method for a lift."""
+    """Return the normal power at the scenario's n with pilot sigmas (SPEC §2; delta for a lift)."""
     s_c, s_t = _pilot_sigmas(kind, scenario, ss)
     n_c, n_t = scenario.n_users
     c, t = scenario.arm_values(kind)
