@@ -2,6 +2,9 @@
 unbiased (SPEC §5), with a registry that the report runner reads.
 """
 
+# ``validation.calibrate(estimator, scenario, ...)`` is the function; import names of the
+# module with ``from validation.calibrate import ...`` (the attribute is the function).
+from validation.calibrate import Calibration, CalibrationScenario, calibrate
 from validation.core import (
     Check,
     CheckResult,
@@ -14,6 +17,9 @@ from validation.core import (
 from validation.mc import Z_FAMILY, family_wise_rate, mcse_mean, mcse_proportion
 
 __all__ = [
+    "Calibration",
+    "CalibrationScenario",
+    "calibrate",
     "Check",
     "CheckResult",
     "NegativeControl",

@@ -1,9 +1,11 @@
-"""Command line of the validation suite: ``python -m validation run | list | show``.
+"""Command line of the validation suite: ``python -m validation run | list | show | calibrate``.
 
 ``run`` runs the registered checks and writes the report (``results.json``,
 ``report.md``, ``report.html``, ``plots/``); ``list`` lists the checks; ``show NAME``
 prints what a check claims, its reference and published figure, the scenario it
-describes and, when a previous report holds it, the figures of its cells.
+describes and, when a previous report holds it, the figures of its cells;
+``calibrate MODULE:FUNCTION`` runs the calibration battery of
+:mod:`validation.calibrate` on any estimator and writes the same report.
 
 Exit status of ``run``: 0 when every claim holds and every negative control fails as
 it should; 1 otherwise (the failures are printed); 2 for a usage error; 130 when
@@ -49,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m validation",
         description="Monte Carlo validation of the A/B-test and retrieval formulas.",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,list,show}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,list,show,calibrate}")
 
     run = sub.add_parser(
         "run",
@@ -102,7 +104,46 @@ def build_parser() -> argparse.ArgumentParser:
         "report/results.json, if present)",
     )
     show.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE")
+    _add_calibrate_parser(sub)
     return parser
+
+
+def _add_calibrate_parser(sub: Any) -> None:
+    """Add ``calibrate MODULE:FUNCTION`` (validation.calibrate) to the subcommands."""
+    from validation.calibrate import BATTERY, KINDS, SCENARIOS
+
+    cal = sub.add_parser(
+        "calibrate",
+        help="calibrate any estimator (A/A, coverage, bias, power) and write the report",
+        description="Run the calibration battery of validation.calibrate on the estimator "
+        "MODULE:FUNCTION and write results.json, report.md, report.html and plots/ into "
+        f"--out. Scenarios: {', '.join(SCENARIOS)}.",
+    )
+    cal.add_argument("estimator", metavar="MODULE:FUNCTION")
+    cal.add_argument(
+        "--scenario",
+        nargs="+",
+        metavar="NAME",
+        help="scenarios to run (default: every difference scenario the estimator's kind fits)",
+    )
+    cal.add_argument("--profile", choices=PROFILES, default="quick", help="default: quick")
+    cal.add_argument(
+        "--replicates", type=_seed, default=None, metavar="R", help="override the profile's R"
+    )
+    cal.add_argument("--kind", choices=KINDS, default=None, help="default: from the signature")
+    cal.add_argument("--check", nargs="+", choices=BATTERY, default=None, help="default: all")
+    cal.add_argument(
+        "--kwarg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="keyword argument for every call, VALUE a Python literal (repeatable)",
+    )
+    cal.add_argument("--out", required=True, help="report folder")
+    cal.add_argument("--seed", type=_seed, default=None, help="root seed (default: the report's)")
+    progress = cal.add_mutually_exclusive_group()
+    progress.add_argument("--progress", dest="progress", action="store_true", default=None)
+    progress.add_argument("--no-progress", dest="progress", action="store_false")
 
 
 class _Terminated(KeyboardInterrupt):
@@ -337,6 +378,100 @@ def _print_summary(run: Any, paths: Any) -> int:
     return EXIT_OK if not problems else EXIT_FAILED
 
 
+def _cmd_calibrate(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
+    """Run ``python -m validation calibrate`` (see :func:`validation.calibrate.calibrate`)."""
+    import ast
+    import importlib
+    import shlex
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from tqdm import tqdm
+
+    from validation.calibrate import PROFILE_REPLICATES, calibrate, infer_kind, scenarios_for
+    from validation.runner import DEFAULT_SEED, format_outcome_lines
+
+    module_name, sep, func_name = args.estimator.partition(":")
+    if not (module_name and sep and func_name):
+        print(
+            f"error: the estimator must be MODULE:FUNCTION; got {args.estimator!r}.",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    out_dir = Path(args.out)
+    if out_dir.exists() and not out_dir.is_dir():
+        print(f"error: `--out` must be a folder; got the file {str(out_dir)!r}.", file=sys.stderr)
+        return EXIT_USAGE
+    kwargs: dict[str, Any] = {}
+    for item in args.kwarg:
+        key, eq, text = item.partition("=")
+        try:
+            if not (key.isidentifier() and eq):
+                raise ValueError
+            kwargs[key] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            print(f"error: `--kwarg` must be KEY=LITERAL; got {item!r}.", file=sys.stderr)
+            return EXIT_USAGE
+    try:
+        if "" not in sys.path:
+            sys.path.insert(0, "")  # MODULE may live in the current folder, as with python -m
+        estimator: Any = importlib.import_module(module_name)
+        for part in func_name.split("."):
+            estimator = getattr(estimator, part)
+        kind = args.kind or infer_kind(estimator)
+    except Exception as exc:  # noqa: BLE001 - reported, usage error
+        print(f"error: cannot use {args.estimator!r}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    scenarios = args.scenario or [s.name for s in scenarios_for(kind)]
+    seed = DEFAULT_SEED if args.seed is None else args.seed
+    r = args.replicates if args.replicates is not None else PROFILE_REPLICATES[args.profile]
+    command = "python -m validation calibrate " + " ".join(
+        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])[1:]
+    )
+    if args.seed is None:
+        command += f" --seed {seed}"
+    print(
+        f"calibrate: {args.estimator} ({kind}), scenarios {', '.join(scenarios)}, "
+        f"R = {r} per stream, seed {seed}",
+        flush=True,
+    )
+    try:
+        cal = calibrate(
+            estimator,
+            scenarios,
+            n_replicates=r,
+            rng=seed,
+            kind=kind,
+            checks=args.check,
+            estimator_kwargs=kwargs,
+            progress=args.progress,
+            profile=args.profile if args.replicates is None else "custom",
+            command=command,
+        )
+    except (ValueError, TypeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; nothing was written to {out_dir.resolve()}.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    for outcome in cal.run.outcomes:
+        for line in format_outcome_lines(outcome):
+            tqdm.write(line, file=sys.stdout)
+    if cal.failures:
+        print(f"\nestimator failures ({len(cal.failures)}; the run went on):")
+        for failure in cal.failures[:20]:
+            print(f"  - {failure}")
+        if len(cal.failures) > 20:
+            print(f"  ... {len(cal.failures) - 20} more in results.json")
+    try:
+        paths = cal.write_report(out_dir)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; {out_dir / 'results.json'} was not replaced.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return _print_summary(cal.run, paths)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     parser = build_parser()
@@ -348,6 +483,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _cmd_list(args)
     if args.command == "show":
         return _cmd_show(args)
+    if args.command == "calibrate":
+        return _cmd_calibrate(args, argv)
     return _cmd_run(args)
 
 
