@@ -12,6 +12,7 @@ from recsys.losses import (
 from recsys.negatives import (
     CandidateSet,
     expected_count,
+    expected_distinct,
     first_occurrence,
     full_softmax_candidates,
     in_batch_candidates,
@@ -30,6 +31,7 @@ __all__ += [
     "MixedNegativesLoss",
     "SampledSoftmaxLoss",
     "expected_count",
+    "expected_distinct",
     "first_occurrence",
     "full_softmax_candidates",
     "in_batch_candidates",

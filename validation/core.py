@@ -264,7 +264,12 @@ def iter_checks() -> Iterator[Check]:
 
 
 #: Modules whose import registers the built-in checks. Later work appends to it.
-BUILTIN_CHECK_MODULES: list[str] = ["validation.ab_checks", "validation.power_checks"]
+BUILTIN_CHECK_MODULES: list[str] = [
+    "validation.ab_checks",
+    "validation.power_checks",
+    "validation.retrieval_checks",
+    "validation.cuped_checks",
+]
 
 
 def load_builtin_checks() -> None:

@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 
 from recsys import (
     expected_count,
+    expected_distinct,
     first_occurrence,
     full_softmax_candidates,
     in_batch_candidates,
@@ -154,6 +155,28 @@ def test_mixed_q_values():
         # per row: B - 1 = 1 other positive; gamma from the whole batch (B = 2) excluded
         n_eff = 19 if exclude else 20
         assert torch.allclose(cs.log_q.exp(), inclusion_probability(p, 1, 3, n_eff, exclude))
+
+
+def test_mixed_exclude_batch_uses_distinct_count():
+    e = torch.eye(6)
+    pos, p = torch.tensor([0, 0, 1]), torch.tensor([0.3, 0.3, 0.1])
+    cs = mixed_candidates(pos, e[[0, 0, 1]], p, torch.tensor([4]), e[[4]], torch.tensor([0.01]),
+                          catalog_size=20, exclude_batch=True)
+    probs = torch.tensor([0.3, 0.3, 0.1, 0.01])
+    assert torch.allclose(cs.log_q.exp(), 1 - (1 - probs) ** 2 * (1 - 1 / 18))  # D = 2
+    ref = inclusion_probability(probs, 2, 1, 20, True, n_excluded=2)
+    assert torch.allclose(cs.log_q.exp(), ref.float())
+
+
+def test_n_excluded_and_expected_distinct():
+    p = np.array([0.5, 0.25, 0.25])
+    assert expected_distinct(p, 2) == pytest.approx(1 - 0.25 + 2 * (1 - 0.75**2))
+    got = inclusion_probability(p, 2, 3, 10, True, n_excluded=1.5)
+    assert np.allclose(got, 1 - (1 - p) ** 2 * (1 - 1 / 8.5) ** 3)
+    assert np.allclose(inclusion_probability(p, 2, 3, 10, True),
+                       inclusion_probability(p, 2, 3, 10, True, n_excluded=2))
+    with pytest.raises(ValueError, match="`n_excluded` must be in"):
+        inclusion_probability(p, 2, 3, 10, True, n_excluded=3)
 
 
 def test_sampled_q_values_and_units():
