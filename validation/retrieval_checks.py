@@ -432,7 +432,8 @@ def plot_bias_curves(results: list[CheckResult]):
     claim=(
         "At a random theta (true logits + N(0, 0.25) noise) on a 50-item Zipf problem, "
         "the bias of the expected sampled-softmax gradient (exact over the positive, "
-        "simulated over m negatives drawn from the item marginal) falls as O(1/m) for the logQ-corrected variants: "
+        "simulated over m negatives drawn from the item marginal) falls as O(1/m) for the "
+        "logQ-corrected variants: "
         "log-log slope -1 within z Monte Carlo s.e. for the multisets (logQ on every "
         "logit with hits kept; positive at 0, hits masked, expected counts), at most -1 "
         "for the de-duplicated set with inclusion probabilities (it saturates once every "
@@ -1214,7 +1215,7 @@ def check_training(ctx: RunContext) -> list[CheckResult]:
             CheckResult(
                 name=f"retrieval-training/{method}",
                 claim=(
-                    f"{text} ± {ctx.z:g} s.e.; KL(true || learned) = "
+                    f"{text}{'' if margin else f' ± {ctx.z:g} s.e.'}; KL(true || learned) = "
                     f"{kl[method].mean():.4f} vs {kl['full'].mean():.4f} (full) and "
                     f"{kl[ctrl].mean():.4f} (uncorrected in-batch)"
                 ),
