@@ -268,6 +268,7 @@ BUILTIN_CHECK_MODULES: list[str] = [
     "validation.ab_checks",
     "validation.power_checks",
     "validation.retrieval_checks",
+    "validation.cuped_checks",
 ]
 
 
