@@ -68,7 +68,7 @@ def naive_step(model, optimizer, history_rows, targets, n_items, n_negatives, rn
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
-    return float(loss)
+    return float(loss.detach())
 
 
 def measure_naive(examples, n_items, n_examples, batch_size, n_negatives):

@@ -2,6 +2,18 @@
 negatives, frequency estimation, a two-tower candidate generator and Recall@K (SPEC §4).
 """
 
+from recsys.compare import CompareConfig, run_comparison, temperature_sweep
+from recsys.data import (
+    Examples,
+    Interactions,
+    generate_synthetic_ratings,
+    kfold_user_splits,
+    leave_last_out,
+    load_movielens,
+    make_examples,
+    random_user_split,
+    synthetic_movielens,
+)
 from recsys.frequency import ExactFrequency, StreamingFrequencyEstimator
 from recsys.losses import (
     MixedNegativesLoss,
@@ -9,6 +21,8 @@ from recsys.losses import (
     sampled_softmax_loss,
     softmax_loss_from_logits,
 )
+from recsys.metrics import EvaluationResult, evaluate_retrieval, ndcg_at_k, recall_at_k
+from recsys.model import TwoTower, hash_ids
 from recsys.negatives import (
     CandidateSet,
     expected_count,
@@ -22,6 +36,7 @@ from recsys.negatives import (
     sample_unigram_negatives,
     sampled_softmax_candidates,
 )
+from recsys.train import TrainConfig, TrainResult, train_model
 
 __all__: list[str] = []
 __all__ += [
@@ -42,4 +57,27 @@ __all__ += [
     "sampled_softmax_candidates",
     "sampled_softmax_loss",
     "softmax_loss_from_logits",
+]
+__all__ += [
+    "CompareConfig",
+    "EvaluationResult",
+    "Examples",
+    "Interactions",
+    "TrainConfig",
+    "TrainResult",
+    "TwoTower",
+    "evaluate_retrieval",
+    "generate_synthetic_ratings",
+    "hash_ids",
+    "kfold_user_splits",
+    "leave_last_out",
+    "load_movielens",
+    "make_examples",
+    "ndcg_at_k",
+    "random_user_split",
+    "recall_at_k",
+    "run_comparison",
+    "synthetic_movielens",
+    "temperature_sweep",
+    "train_model",
 ]

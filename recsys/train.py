@@ -230,20 +230,26 @@ def _target_shares(target: np.ndarray, n_items: int) -> np.ndarray:
 
 
 class _StreamingShares:
-    """Adapter from :class:`recsys.frequency.StreamingFrequencyEstimator` to p(ids)."""
+    """Adapter: :class:`recsys.frequency.StreamingFrequencyEstimator` -> p(ids).
 
-    def __init__(self, n_items: int, device: torch.device) -> None:
+    The estimator tracks the per-batch frequency ``1 - (1 - p)^B`` (Yi et al. 2019,
+    Algorithm 2); ``item_probability`` inverts it to the item share ``p`` that the
+    candidate builders expect.
+    """
+
+    def __init__(self, n_items: int, batch_size: int, device: torch.device) -> None:
         from recsys.frequency import StreamingFrequencyEstimator
 
-        self.estimator = StreamingFrequencyEstimator(n_buckets=max(2 * n_items, 1024))
-        self.device = device
+        self.estimator = StreamingFrequencyEstimator(
+            n_buckets=max(4 * n_items, 1024), device=device
+        )
+        self.batch_size = batch_size
 
     def update(self, ids: torch.Tensor) -> None:
         self.estimator.update(ids)
 
     def __call__(self, ids: torch.Tensor) -> torch.Tensor:
-        p = torch.as_tensor(self.estimator.probability(ids), dtype=torch.float64)
-        return p.to(self.device).clamp(1e-12, 1.0)
+        return self.estimator.item_probability(ids, self.batch_size)
 
 
 def _candidates(
@@ -381,7 +387,7 @@ def train_model(
             table = torch.as_tensor(_target_shares(examples.target, n_items), device=dev)
             shares = table.__getitem__
         else:
-            streaming = _StreamingShares(n_items, dev)
+            streaming = _StreamingShares(n_items, config.batch_size, dev)
             shares = streaming
     n = examples.n_examples
     steps_per_epoch = n // config.batch_size

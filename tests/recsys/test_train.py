@@ -84,6 +84,17 @@ def test_full_softmax_step_is_cross_entropy(problem):
     assert res.epoch_loss[0] == pytest.approx(float(expected), rel=1e-5)
 
 
+def test_streaming_frequency_trains(problem):
+    data, ex, _ = problem
+    model = TwoTower(**SMALL, rng=1)
+    cfg = TrainConfig(method="mixed", batch_size=64, n_negatives=32, frequency="streaming")
+    res = train_model(model, ex, data.n_items, cfg, rng=0, progress=False)
+    exact = TwoTower(**SMALL, rng=1)
+    cfg_exact = TrainConfig(method="mixed", batch_size=64, n_negatives=32)
+    res_exact = train_model(exact, ex, data.n_items, cfg_exact, rng=0, progress=False)
+    assert np.isfinite(res.epoch_loss[0]) and res.epoch_loss[0] != res_exact.epoch_loss[0]
+
+
 def test_mixed_without_random_items_equals_inbatch(problem):
     data, ex, _ = problem
     params = []
