@@ -366,3 +366,27 @@ def test_same_verdict_as_the_builtin_power_check():
     assert ours.passed == cell.passed is True
     assert ours.expected == pytest.approx(cell.expected, abs=0.01)  # pilot sigma noise
     assert ours.negative_control.failed_as_expected
+
+
+# ----------------------------------------------------------------------------- adapters
+def test_adapters_import_their_library_lazily_with_a_clear_error():
+    from validation.adapters import require
+
+    with pytest.raises(ImportError, match=r"needs the 'nopkg' package.*pip install nopkg"):
+        require("no_such_module_for_calibrate", "nopkg")
+
+
+def test_statsmodels_cluster_ols_adapter_equals_the_delta_method():
+    from validation.adapters import statsmodels_ols
+
+    data = sim.simulate_clicks(sim.ReferenceCtr(), (60, 50), rng=2)  # every user has views
+    args = estimator_args("ratio", data)
+    ours = estimators.ratio_test(*args, ddof=0)
+    theirs = statsmodels_ols.cluster_ols(*args, use_correction=False)
+    assert theirs["estimate"] == pytest.approx(ours.estimate, rel=1e-10)
+    assert theirs["std_error"] == pytest.approx(ours.std_error, rel=1e-8)
+    y, arm, x = estimator_args("covariate", data)
+    fit = statsmodels_ols.ols(y, arm, x)
+    assert estimator_output(fit).estimate == pytest.approx(
+        estimators.ols_test(y, arm, x).estimate, rel=1e-10
+    )
