@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from recsys.compare import (
     CompareConfig,
@@ -24,22 +24,18 @@ from recsys.data import Interactions, load_movielens, synthetic_movielens
 from recsys.train import parse_methods
 
 
-def _int_list(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(
-            f"expected integers separated by commas; got {text!r}"
-        ) from exc
+def _list_of(cast: type) -> Callable[[str], tuple]:
+    """Return an argparse type parsing ``"a,b,c"`` into a tuple of ``cast`` values."""
 
+    def parse(text: str) -> tuple:
+        try:
+            return tuple(cast(v) for v in text.split(",") if v.strip())
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(
+                f"expected {cast.__name__} values separated by commas; got {text!r}"
+            ) from exc
 
-def _float_list(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(
-            f"expected numbers separated by commas; got {text!r}"
-        ) from exc
+    return parse
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -64,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
         choices=("inclusion_probability", "expected_count"),
     )
     common.add_argument("--frequency", default="exact", choices=("exact", "streaming"))
-    common.add_argument("--ks", type=_int_list, default=(10, 50, 100))
+    common.add_argument("--ks", type=_list_of(int), default=(10, 50, 100))
     common.add_argument("--max-history", type=int, default=30)
     common.add_argument("--eval-positions", default="all", choices=("all", "last"))
     common.add_argument(
@@ -80,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--methods", default="sampled,inbatch,mixed")
     sweep = sub.add_parser("sweep", parents=[common], help="temperature sweep for in-batch")
     sweep.add_argument("--methods", default="inbatch,inbatch-nologq")
-    sweep.add_argument("--temperatures", type=_float_list, default=(0.02, 0.05, 0.1, 0.2, 0.5))
+    sweep.add_argument("--temperatures", type=_list_of(float), default=(0.02, 0.05, 0.1, 0.2, 0.5))
     return parser
 
 
