@@ -574,6 +574,7 @@ def plot_recall_curves(result: dict[str, Any], path: str | Path) -> Path:
             epochs = np.arange(1, curves.shape[1] + 1)
             ax.plot(epochs, curves.mean(axis=0), marker="o", label=method)
             ax.fill_between(epochs, curves.min(axis=0), curves.max(axis=0), alpha=0.2)
+        ax.set_xticks(epochs)
         ax.set_xlabel("epoch")
         ax.set_ylabel(f"Recall@{k}")
         ax.set_title(f"Recall@{k} (held-out users)")
