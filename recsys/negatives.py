@@ -702,7 +702,7 @@ def mixed_candidates(
     correction : {"inclusion_probability", "expected_count", "none"}
         Per-row Q of each column: ``1 - (1 - p)^(B-1) (1 - gamma)^B'`` on the
         de-duplicated set, or ``(B - 1) p + B' gamma`` on the multiset (the random
-        term times ``(1 - p)^B`` with ``exclude_batch``).
+        term times ``(1 - p)^(B - 1)`` with ``exclude_batch``: no other row holds the item).
     remove_accidental_hits : bool, default True
         Mask columns (other than the row's own) that hold the row's positive.
 
@@ -768,7 +768,8 @@ def mixed_candidates(
         else:
             rand = b_rand * gamma
             if exclude_batch and b_rand:
-                rand = rand * (1.0 - probs) ** b  # (C,) the item is not in the batch
+                # drawable only if none of the row's other B - 1 rows holds the item
+                rand = rand * (1.0 - probs) ** (b - 1)  # (C,)
             log_q = torch.log((b - 1) * probs + rand)  # (C,)
         if not bool(torch.isfinite(log_q).all()):
             raise ValueError(

@@ -160,12 +160,50 @@ def test_mixed_q_values():
 def test_mixed_exclude_batch_uses_distinct_count():
     e = torch.eye(6)
     pos, p = torch.tensor([0, 0, 1]), torch.tensor([0.3, 0.3, 0.1])
-    cs = mixed_candidates(pos, e[[0, 0, 1]], p, torch.tensor([4]), e[[4]], torch.tensor([0.01]),
-                          catalog_size=20, exclude_batch=True)
+    cs = mixed_candidates(
+        pos,
+        e[[0, 0, 1]],
+        p,
+        torch.tensor([4]),
+        e[[4]],
+        torch.tensor([0.01]),
+        catalog_size=20,
+        exclude_batch=True,
+    )
     probs = torch.tensor([0.3, 0.3, 0.1, 0.01])
     assert torch.allclose(cs.log_q.exp(), 1 - (1 - probs) ** 2 * (1 - 1 / 18))  # D = 2
     ref = inclusion_probability(probs, 2, 1, 20, True, n_excluded=2)
     assert torch.allclose(cs.log_q.exp(), ref.float())
+
+
+def test_mixed_q_uses_the_other_b_minus_one_rows_for_both_units():
+    # per row the negatives are the other B - 1 positives and the B' random items, for
+    # both units of Q (module notes); with exclude_batch an item is drawable only if
+    # none of the *other* B - 1 rows holds it, so the random term is
+    # B' gamma (1 - p)^(B - 1), as expected_count(p, B - 1, ...) gives.
+    e = torch.eye(8)
+    pos, p_pos = torch.tensor([0, 1, 2, 3]), torch.tensor([0.3, 0.2, 0.1, 0.05])
+    rand, p_rand = torch.tensor([5, 6]), torch.tensor([0.01, 0.02])
+    p = torch.cat([p_pos, p_rand]).double()
+    for exclude, gamma in ((False, 1 / 20), (True, 1 / (20 - 4))):  # D = 4 distinct positives
+        not_in_others = (1 - p) ** 3  # none of the other B - 1 = 3 rows holds the item
+        refs = {
+            "inclusion_probability": 1 - not_in_others * (1 - gamma) ** 2,
+            "expected_count": 3 * p + 2 * gamma * (not_in_others if exclude else 1.0),
+        }
+        for correction, ref in refs.items():
+            cs = mixed_candidates(
+                pos,
+                e[:4],
+                p_pos,
+                rand,
+                e[5:7],
+                p_rand,
+                catalog_size=20,
+                exclude_batch=exclude,
+                correction=correction,
+            )
+            assert torch.allclose(cs.log_q.exp().double(), ref, rtol=1e-6), (exclude, correction)
 
 
 def test_n_excluded_and_expected_distinct():
@@ -173,8 +211,10 @@ def test_n_excluded_and_expected_distinct():
     assert expected_distinct(p, 2) == pytest.approx(1 - 0.25 + 2 * (1 - 0.75**2))
     got = inclusion_probability(p, 2, 3, 10, True, n_excluded=1.5)
     assert np.allclose(got, 1 - (1 - p) ** 2 * (1 - 1 / 8.5) ** 3)
-    assert np.allclose(inclusion_probability(p, 2, 3, 10, True),
-                       inclusion_probability(p, 2, 3, 10, True, n_excluded=2))
+    assert np.allclose(
+        inclusion_probability(p, 2, 3, 10, True),
+        inclusion_probability(p, 2, 3, 10, True, n_excluded=2),
+    )
     with pytest.raises(ValueError, match="`n_excluded` must be in"):
         inclusion_probability(p, 2, 3, 10, True, n_excluded=3)
 
