@@ -1,7 +1,8 @@
 """Monte Carlo check of power and sample size for a ratio metric (SPEC §2).
 
 ``power-calibration``: at the sample size the formula gives (normal, Lehr's rule,
-unequal allocation, a larger effect, heavy-tailed views), the share of simulated
+unequal allocation, a larger effect; all on the SPEC §2 reference scenario, no
+heavy-tailed cell yet), the share of simulated
 experiments whose delta-method z-test rejects at alpha = 0.05 equals the exact normal
 power at that size, within ``z`` Monte Carlo s.e. of the claimed power. The sigma is
 the s.d. of the linearised metric L_i (SPEC §1), estimated from a 50,000-user pilot
