@@ -889,8 +889,9 @@ def _power_cell(name, st: _Stream, expected, info, alpha, z, scenario, seed) -> 
 
 
 def _errors_cell(name, failures, n_calls, scenario, seed) -> CheckResult:
-    listed = "; ".join(f"{f.stream} replicate {f.replicate}: {f.reason}" for f in failures[:5])
-    more = f" (+{len(failures) - 5} more)" if len(failures) > _MAX_LISTED_FAILURES else ""
+    k = _MAX_LISTED_FAILURES
+    listed = "; ".join(f"{f.stream} replicate {f.replicate}: {f.reason}" for f in failures[:k])
+    more = f" (+{len(failures) - k} more)" if len(failures) > k else ""
     claim = f"the estimator returned a valid result on all {n_calls} replicates" + (
         f"; {len(failures)} failed: {listed}{more}" if failures else ""
     )

@@ -32,6 +32,7 @@ from estimators.moments import RatioMoments
 from estimators.power import power as formula_power
 from estimators.power import sample_size
 from estimators.ratio import ratio_sigma, ratio_test_from_moments
+from sim._seed import child_sequences
 from validation.ab_mc import rejection_rate
 from validation.core import CheckResult, NegativeControl, RunContext, register
 
@@ -128,9 +129,7 @@ def check_power(ctx: RunContext) -> list[CheckResult]:
     for k, (cell, make, method, ratio) in enumerate(POWER_CELLS):
         scen = make()
         ss = ctx.seed_sequence(f"power-calibration/{cell}")
-        ss_pilot, ss_sim, ss_ctrl = (
-            np.random.SeedSequence(ss.entropy, spawn_key=(*ss.spawn_key, i)) for i in range(3)
-        )
+        ss_pilot, ss_sim, ss_ctrl = child_sequences(ss, 3)
         key = repr(scen)
         if key not in sigmas:  # one pilot per scenario, seeded by the first cell using it
             sigmas[key] = scenario_sigma(scen, ss_pilot)
