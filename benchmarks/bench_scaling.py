@@ -114,7 +114,10 @@ def main(argv=None):
         f"Scaling of `simulate_moments` (SPEC §2 reference scenario); median of {args.runs} "
         f"runs (the 10^4-replicate cell: 1 run when it exceeds 4x the budget); thread "
         f"counts interleaved within each run; load average {load0:.2f} at start, "
-        f"{os.getloadavg()[0]:.2f} at end (2 cores shared with other jobs).",
+        f"{os.getloadavg()[0]:.2f} at end (2 cores shared with other jobs). Only the two "
+        "thread counts of one cell are side by side; cells run one after another, so "
+        "their ns / user also moves with the load (on a virtual machine whose host is "
+        "busy, CPU time inflates too).",
         "",
         f"Against n_users (about {args.budget:.0e} user-replicates per cell):",
         "",
