@@ -280,7 +280,9 @@ def main(argv: list[str] | None = None) -> Path:
         table = bench_report.markdown(quick + full) if (quick or full) else ""
         note = (
             "The quick row is this run's; the full row is the last recorded full-profile "
-            f"run ({full[0]['date']}), quoted, not re-run"
+            f"run ({full[0]['date']}), quoted, not re-run: checks registered since then "
+            "are not in it (compare the checks column; re-run with `--full-report` or "
+            "`bench_report.py --profile full`)"
             if full and "report-full" not in sections
             else "Both rows are from this run"
         )
