@@ -13,7 +13,8 @@
 #                     (3 seeds, 1 epoch, sampled/inbatch/mixed/full): results.json, .md, .png
 # Without CUDA every step runs on the CPU with small sizes (the fallback path), so the
 # script itself can be tested anywhere. Total budget: about 8 minutes on an H200; each
-# step has its own timeout. Exit status: 0 if every step passed, 1 otherwise.
+# step has its own timeout (60 + 90 + 120 + 200 s at most).
+# Exit status: 0 if every step passed, 1 otherwise.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$(mktemp -d)}
@@ -26,7 +27,7 @@ status=0
 log() { echo "[gpu_check] $*" | tee -a "$OUT/summary.txt" >&2; }
 
 log "python: $PYTHON; output: $OUT"
-if ! timeout 120 "$PYTHON" - > "$OUT/env.txt" 2>&1 <<'PY'
+if ! timeout 60 "$PYTHON" - > "$OUT/env.txt" 2>&1 <<'PY'
 import importlib, platform, sys
 print("python", sys.version.split()[0], platform.machine())
 missing = []
@@ -52,7 +53,7 @@ if grep -q "cuda_available True" "$OUT/env.txt"; then DEVICE=cuda; else DEVICE=c
 log "device for the checks: $DEVICE"
 
 # ------------------------------------------------------------------ 2. CPU/CUDA agreement
-if timeout 180 "$PYTHON" - "$OUT/agreement.json" "$DEVICE" <<'PY'
+if timeout 90 "$PYTHON" - "$OUT/agreement.json" "$DEVICE" <<'PY'
 import json, sys
 import torch
 from recsys.model import TwoTower, hash_ids
@@ -126,7 +127,7 @@ then log "agreement: passed"; else log "agreement: FAILED"; status=1; fi
 
 # ------------------------------------------------------------------------ 3. throughput
 if [ "$DEVICE" = cuda ]; then SIZE="3000 1500 80"; else SIZE="400 300 40"; fi
-if timeout 240 "$PYTHON" - "$OUT/throughput.json" "$DEVICE" $SIZE <<'PY'
+if timeout 120 "$PYTHON" - "$OUT/throughput.json" "$DEVICE" $SIZE <<'PY'
 import json, sys, time
 import torch
 from recsys.data import make_examples, synthetic_movielens
@@ -164,7 +165,7 @@ else
     ARGS=(--seeds 2 --epochs 1 --synthetic-users 300 --synthetic-items 200
           --synthetic-ratings 40 --threads 1 --folds 4)
 fi
-if timeout 300 "$PYTHON" -m recsys compare --data synthetic \
+if timeout 200 "$PYTHON" -m recsys compare --data synthetic \
         --methods sampled,inbatch,mixed,full --device "$DEVICE" --no-progress \
         "${ARGS[@]}" --out "$OUT/compare" > "$OUT/compare.txt" 2>&1; then
     log "comparison: done"; cat "$OUT/compare.txt" >&2
