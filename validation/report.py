@@ -213,7 +213,17 @@ def deviation_figure(cells: Sequence[tuple[Check, CheckResult]], title: str) -> 
                     label="negative control" if ctrl.failed_as_expected else "control (PASSED)",
                 )
     ax.set_xscale("symlog", linthresh=1.0)
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    # At most ~5 decades labelled per side, so labels never overlap however far a
+    # negative control lands (controls can sit 1e10 tolerances away).
+    lo, hi = ax.get_xlim()
+    top = max(1, math.ceil(math.log10(max(abs(lo), abs(hi), 10.0))))
+    step = max(1, math.ceil(top / 5))
+    decades = [10.0**k for k in range(step, top + 1, step)]
+    ax.set_xticks(sorted([0.0, 1.0, -1.0, *decades, *(-d for d in decades)]))
+    ax.set_xlim(lo, hi)
+    ax.xaxis.set_major_formatter(
+        FuncFormatter(lambda v, _pos: f"{v:g}" if abs(v) < 1e3 else f"{v:.0e}".replace("e+0", "e"))
+    )
     ax.set_yticks([y for y, _ in labels], [name for _, name in labels], fontsize=8)
     ax.set_ylim(-0.7, n - 0.3)
     ax.set_xlabel("(figure − expected) / tolerance")
