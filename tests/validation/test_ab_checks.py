@@ -154,3 +154,18 @@ def test_power_quick_profile():
         assert r.passed and r.negative_control.failed_as_expected, r.name
     assert isinstance(power_checks.plot_power(res), Figure)
     assert get_check("power-calibration").group == "power"
+
+
+def test_power_pilot_sigma_from_moments_equals_ratio_sigma():
+    import numpy as np
+
+    import sim
+    from estimators import ratio_sigma
+    from validation.power_checks import _linearised_sd
+
+    data = sim.simulate_clicks(sim.BetaBinomialCtr(views="lognormal"), (400, 300), rng=4)
+    for arm in (0, 1):
+        sel = data.arm == arm
+        v, m = data.clicks[sel].astype(float), data.views[sel].astype(float)
+        sums = (v.size, v.sum(), m.sum(), (v * v).sum(), (m * m).sum(), (v * m).sum())
+        assert np.isclose(_linearised_sd(*map(float, sums)), ratio_sigma(v, m), rtol=1e-10)
