@@ -39,7 +39,8 @@ estimator on each, and returns the cells of the built-in report
   formula (:func:`estimators.power`) at the scenario's n, with sigma from a
   100,000-users-per-arm pilot of the same scenario (the s.d. of the linearised
   metric L_i for a ratio, of Y for a mean, of the CUPED-adjusted Y for covariates;
-  the delta method once more for a relative lift);
+  the delta method once more for a relative lift); the band adds, in quadrature,
+  the power error that the pilot's own Monte Carlo error induces;
 * ``<scenario>/estimator-errors``: the number of replicates on which the estimator
   raised or returned something outside the protocol (NaN, wrong shape, missing
   field), each listed with its replicate index and reason. The run keeps going.
