@@ -68,6 +68,13 @@ def _validate_scores(scores: object, target: object, exclude: object) -> None:
             f"`target` must hold item indices in [0, {scores.shape[1]}); got values in "
             f"[{int(target.min())}, {int(target.max())}]."
         )
+    n_nan = int(torch.isnan(scores).sum())
+    if n_nan:
+        # torch.topk ranks NaN above every number: a diverged model would score hits
+        raise ValueError(
+            f"`scores` must not contain NaN; got {n_nan} NaN value(s) in "
+            f"{int(torch.isnan(scores).any(dim=1).sum())} of {scores.shape[0]} rows."
+        )
     if exclude is not None and (
         not isinstance(exclude, Tensor) or exclude.ndim != 2 or exclude.shape[0] != scores.shape[0]
     ):
@@ -101,6 +108,12 @@ def topk_hits(
         1.0 where the target is in the top K, else 0.0.
     ndcg : torch.Tensor of float64, shape (n, len(ks))
         ``1 / log2(rank + 2)`` where the 0-based rank is below K, else 0.0.
+
+    Raises
+    ------
+    ValueError
+        If shapes disagree, a target or K is outside the catalog, or ``scores`` holds
+        NaN (``torch.topk`` would rank NaN first and count it as a hit).
 
     Examples
     --------

@@ -96,3 +96,16 @@ def test_evaluate_retrieval_matches_reference_and_batching():
     assert set(res.mean()) == {"recall@10", "recall@50", "ndcg@10", "ndcg@50"}
     with pytest.raises(ValueError, match=r"`k` must be in \[1, n_items="):
         evaluate_retrieval(model, ex, data.n_items, ks=(data.n_items + 1,))
+
+
+@pytest.mark.parametrize(
+    "scores",
+    [
+        torch.tensor([[float("nan"), 0.5, 0.1, 0.2], [0.1, 0.2, 0.3, 0.4]]),
+        torch.full((2, 4), float("nan")),
+    ],
+)
+def test_nan_scores_raise_instead_of_counting_as_hits(scores):
+    """A diverged model's NaN scores used to rank first (topk), giving Recall@1 = 1."""
+    with pytest.raises(ValueError, match=r"`scores` must not contain NaN; got \d+ NaN"):
+        recall_at_k(scores, torch.tensor([0, 3]), 1)
