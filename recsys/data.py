@@ -327,6 +327,13 @@ def _coerce_ratings_frame(frame: pd.DataFrame, source: str) -> pd.DataFrame:
                 f"column `{column}` of {source!r} must be numeric without missing values; "
                 f"row {row} is {frame[column].iloc[row]!r}."
             )
+        finite = np.isfinite(values.to_numpy(dtype=np.float64))
+        if not finite.all():
+            row = int(np.flatnonzero(~finite)[0])
+            raise ValueError(
+                f"column `{column}` of {source!r} must be finite; row {row} is "
+                f"{frame[column].iloc[row]!r}."
+            )
         if dtype == "int64" and not np.all(np.mod(values.to_numpy(dtype=np.float64), 1) == 0):
             raise ValueError(f"column `{column}` of {source!r} must hold integers.")
         out[column] = values.to_numpy().astype(dtype)

@@ -122,6 +122,8 @@ def test_synthetic_has_popularity_and_taste():
         ("userId,movieId,rating\n1,2,3.0\n", "missing timestamp"),
         ("userId,movieId,rating,timestamp\n1,2,abc,4\n", "column `rating`.*numeric"),
         ("userId,movieId,rating,timestamp\n1,2.5,3,4\n", "column `movieId`.*integers"),
+        ("userId,movieId,rating,timestamp\n1,2,inf,4\n", "column `rating`.*finite"),
+        ("userId,movieId,rating,timestamp\n1,2,3.0,-inf\n", "column `timestamp`.*finite"),
         ("", "not a MovieLens file"),
     ],
 )
