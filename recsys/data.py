@@ -120,7 +120,13 @@ class Interactions:
         Interactions
             ``m`` users; ``item_ids`` and ``fingerprint`` unchanged.
         """
-        rows = np.asarray(users, dtype=np.int64).reshape(-1)
+        given = np.asarray(users)
+        if given.size and not np.issubdtype(given.dtype, np.integer):
+            raise TypeError(
+                f"`users` must be integer row indices; got {given.dtype} (use "
+                "np.flatnonzero(mask) for a boolean mask)."
+            )
+        rows = given.astype(np.int64).reshape(-1)
         if rows.size and (rows.min() < 0 or rows.max() >= self.n_users):
             raise ValueError(
                 f"`users` must be row indices in [0, {self.n_users}); "

@@ -273,3 +273,8 @@ def test_subset_validation(data):
     with pytest.raises(ValueError, match="row indices in"):
         data.subset([data.n_users])
     assert isinstance(data.subset([]), Interactions)
+    # a boolean mask is not row indices: [True, False] used to become rows [1, 0]
+    mask = np.zeros(data.n_users, dtype=bool)
+    mask[0] = True
+    with pytest.raises(TypeError, match="`users` must be integer row indices; got bool"):
+        data.subset(mask)
