@@ -5,7 +5,11 @@ relevant item is among the K highest-scoring items of the whole catalog and 0
 otherwise; its NDCG@K is ``1 / log2(rank + 2)`` for a 0-based rank below K and 0
 otherwise (the ideal DCG of one relevant item is 1). The dataset figure is the mean
 over queries. Scores are computed in batched matrix products and ranked with one
-``torch.topk`` at the largest K.
+``torch.topk`` at the largest K. Exact ties with the target are broken as
+``torch.topk`` breaks them (lower item index first on CPU; unspecified on CUDA): they
+arise only when two items' hashed embeddings collide in every table (about
+``N^2 / (2 n_rows^n_tables)`` pairs, 1e-3 at the defaults for 1,500 items). NaN scores
+raise ``ValueError``.
 
 References
 ----------
