@@ -10,7 +10,11 @@ any logits, so sampled estimators can be compared with the truth.
 Samplers (:class:`UniformSampler`, :class:`UnigramSampler`, :class:`InBatchSampler`,
 :class:`MixedSampler`) draw negative sets and know their exact inclusion probabilities
 (probability that an item is in the de-duplicated set) and expected counts (expected
-copies in the multiset). NumPy only (no torch): :mod:`recsys` holds the losses.
+copies in the multiset). One exception: :class:`MixedSampler` with ``exclude_batch=True``
+uses gamma = 1/(N - B), which assumes B distinct positives; when popular positives repeat
+in a batch it is an approximation (see its Notes, and ``docs/retrieval.md`` for the
+batch-distinct-count form that ``recsys.mixed_candidates`` uses). NumPy only (no torch):
+:mod:`recsys` holds the losses.
 
 References
 ----------
