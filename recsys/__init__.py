@@ -1,5 +1,7 @@
-"""Retrieval training in PyTorch: sampled softmax, logQ-corrected in-batch and mixed
-negatives, frequency estimation, a two-tower candidate generator and Recall@K (SPEC §4).
+"""Retrieval training in PyTorch (SPEC §4).
+
+Sampled softmax, logQ-corrected in-batch and mixed negatives, frequency estimation, a
+two-tower candidate generator and Recall@K.
 """
 
 from recsys.compare import CompareConfig, run_comparison, temperature_sweep

@@ -45,8 +45,7 @@ def as_seed_sequence(rng: RngLike) -> np.random.SeedSequence:
             raise ValueError(f"`rng` must be a non-negative integer seed; got {int(rng)}.")
         return np.random.SeedSequence(int(rng))
     raise TypeError(
-        "`rng` must be an int, a numpy.random.SeedSequence or None; "
-        f"got {type(rng).__name__}."
+        f"`rng` must be an int, a numpy.random.SeedSequence or None; got {type(rng).__name__}."
     )
 
 

@@ -1,5 +1,7 @@
-"""Monte Carlo checks that the estimators are calibrated and the corrected gradients
-unbiased (SPEC §5), with a registry that the report runner reads.
+"""Monte Carlo checks of the suite's formulas (SPEC §5).
+
+The checks test that the estimators are calibrated and the corrected gradients unbiased;
+a registry feeds the report runner.
 """
 
 # ``validation.calibrate(estimator, scenario, ...)`` is the function; import names of the

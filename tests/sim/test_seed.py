@@ -13,8 +13,12 @@ def test_int_and_sequence():
 
 @pytest.mark.parametrize(
     "bad, exc, match",
-    [(-1, ValueError, "non-negative"), (1.5, TypeError, "got float"),
-     (np.random.default_rng(0), TypeError, "got Generator"), (True, TypeError, "got bool")],
+    [
+        (-1, ValueError, "non-negative"),
+        (1.5, TypeError, "got float"),
+        (np.random.default_rng(0), TypeError, "got Generator"),
+        (True, TypeError, "got bool"),
+    ],
 )
 def test_bad_rng(bad, exc, match):
     with pytest.raises(exc, match=match):

@@ -10,8 +10,15 @@ from validation.mc import mcse_proportion, proportion_tolerance, two_sided_tail
 
 def _result(**kw):
     base = dict(
-        name="x", claim="c", scenario={"n": np.int64(3)}, figure=np.float64(0.95),
-        expected=0.95, tolerance=0.01, passed=True, n_replicates=10, seed=1,
+        name="x",
+        claim="c",
+        scenario={"n": np.int64(3)},
+        figure=np.float64(0.95),
+        expected=0.95,
+        tolerance=0.01,
+        passed=True,
+        n_replicates=10,
+        seed=1,
     )
     base.update(kw)
     return CheckResult(**base)
@@ -20,8 +27,17 @@ def _result(**kw):
 def test_to_dict_is_json_and_keeps_schema_keys():
     res = _result(negative_control=NegativeControl("naive", 0.8, True), extra={"a": np.arange(2)})
     d = json.loads(json.dumps(res.to_dict()))
-    for key in ("name", "claim", "scenario", "figure", "expected", "tolerance", "passed",
-                "n_replicates", "negative_control"):
+    for key in (
+        "name",
+        "claim",
+        "scenario",
+        "figure",
+        "expected",
+        "tolerance",
+        "passed",
+        "n_replicates",
+        "negative_control",
+    ):
         assert key in d
     assert d["negative_control"] == {"name": "naive", "figure": 0.8, "failed_as_expected": True}
     assert d["extra"]["a"] == [0, 1]
