@@ -23,11 +23,14 @@ from .ratio import (
     ratio_test_from_moments,
     ratio_variance,
 )
+from .sources import moments_from_frame, moments_from_sql, moments_sql
+from .srm import SRMResult, srm_test
 
 __all__: list[str] = [
     "PilotSigma",
     "RankDeficientWarning",
     "RatioMoments",
+    "SRMResult",
     "SampleSizeResult",
     "TestResult",
     "cuped_test",
@@ -37,6 +40,9 @@ __all__: list[str] = [
     "linearize_ratio",
     "mde",
     "mean_test",
+    "moments_from_frame",
+    "moments_from_sql",
+    "moments_sql",
     "ols_test",
     "power",
     "ratio_sigma",
@@ -45,4 +51,5 @@ __all__: list[str] = [
     "ratio_variance",
     "sample_size",
     "sigma_from_pilot",
+    "srm_test",
 ]
