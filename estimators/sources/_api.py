@@ -103,7 +103,7 @@ def moments_sql(
     --------
     >>> sql = moments_sql("events", dialect="bigquery", unit="user_id", arm="variant",
     ...                   numerator="clicks", denominator="views")
-    >>> "CAST(`clicks` AS FLOAT64)" in sql
+    >>> "CAST(clicks AS FLOAT64)" in sql
     True
     """
     spec = _spec(unit, arm, numerator, denominator, covariates, presence, nan_policy)

@@ -11,6 +11,7 @@ arm; (2) per arm, take the minimum of each per-unit column as its shift constant
 
 from __future__ import annotations
 
+import functools
 import re
 
 from ._spec import MomentSpec
@@ -22,8 +23,30 @@ _PLACEHOLDER = "__moments_source__"
 _TABLE = re.compile(r"^\s*([A-Za-z0-9_$`\"\[\]-]+)(\.[A-Za-z0-9_$`\"\[\]-]+)*\s*$")
 
 
+_PLAIN = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+@functools.lru_cache(maxsize=1)
+def _reserved() -> frozenset[str]:
+    """Reserved words (lower case) of any tested dialect: such names are always quoted."""
+    from sqlglot import Dialect
+
+    words: set[str] = set()
+    for d in DIALECTS:
+        words |= {w.lower() for w in Dialect.get_or_raise(d).generator_class.RESERVED_KEYWORDS}
+    return frozenset(words)
+
+
 def _q(name: str) -> str:
-    """Quote an identifier in the canonical (DuckDB) dialect."""
+    """Write a column name in the canonical (DuckDB) dialect, quoted only where needed.
+
+    Lower-case plain names stay unquoted, so that engines which fold unquoted names
+    (Snowflake to upper case, Postgres to lower case) find the column as the user
+    created it; any other name (mixed case, spaces, keywords) is quoted and hence
+    matched exactly.
+    """
+    if _PLAIN.match(name) and name not in _reserved():
+        return name
     return '"' + name.replace('"', '""') + '"'
 
 
