@@ -86,30 +86,8 @@ def _unit_arrays(
 
 
 def _arm_delta(st: _ArmStats, ddof: float) -> dict[str, np.ndarray]:
-    """Ratio of means and the delta-method moments of one arm (SPEC §1).
-
-    ``var_r = var(L) / n`` with ``L_i = V_i/Mbar - (Vbar/Mbar^2) M_i``, i.e.
-    ``(s_V^2 - 2 R s_VM + R^2 s_M^2) / (n Mbar^2)``.
-    """
-    n = st.n
-    mv, mm = st.mean[..., 0], st.mean[..., 1]
-    svv, smm, svm = st.ss[..., 0, 0], st.ss[..., 1, 1], st.ss[..., 0, 1]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = mv / mm
-        dof = n - ddof
-        var_l = (svv - 2.0 * r * svm + r * r * smm) / (mm * mm) / dof
-        scale = (st.raw[..., 0] + r * r * st.raw[..., 1]) / (mm * mm)
-        var_l = np.where(var_l > _ZERO_VAR_RTOL * scale, var_l, 0.0)
-        return {
-            "n": n,
-            "mean_v": mv,
-            "mean_m": mm,
-            "r": r,
-            "var_r": var_l / n,
-            "var_v": svv / dof / n,
-            "var_m": smm / dof / n,
-            "cov_vm": svm / dof / n,
-        }
+    """Ratio of means and its delta-method moments of one arm (:meth:`_ArmStats.delta`)."""
+    return st.delta(ddof, _ZERO_VAR_RTOL)
 
 
 def _compare(
@@ -294,8 +272,8 @@ def linearize_ratio(num: npt.ArrayLike, den: npt.ArrayLike) -> npt.NDArray[np.fl
     check_min_units("num", v.shape[0], minimum=1)
     if m.sum() == 0:
         raise ValueError("`den` sums to 0; the ratio is undefined.")
-    mv, mm = v.mean(), m.mean()
-    return v / mm - (mv / mm**2) * m
+    a, b = _ArmStats.from_units(np.column_stack([v, m])).linear_coefficients()
+    return a * v + b * m
 
 
 def ratio_variance(num: npt.ArrayLike, den: npt.ArrayLike, *, ddof: float = 1) -> float:
@@ -327,7 +305,7 @@ def ratio_variance(num: npt.ArrayLike, den: npt.ArrayLike, *, ddof: float = 1) -
     lin = linearize_ratio(num, den)
     n = lin.shape[0]
     check_min_units("num", n)
-    return float(lin @ lin / (n - ddof) / n)
+    return float(_ArmStats.from_units(np.column_stack([num, den])).delta(ddof)["var_r"])
 
 
 def ratio_sigma(num: npt.ArrayLike, den: npt.ArrayLike, *, ddof: float = 1) -> float:
