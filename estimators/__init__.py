@@ -4,7 +4,7 @@ Pure functions of arrays (or of per-arm sufficient statistics) returning frozen
 result objects. This package imports nothing else of the suite.
 """
 
-from ._result import TestResult
+from ._result import EstimatorWarning, TestResult
 from .cuped import (
     RankDeficientWarning,
     cuped_test,
@@ -25,6 +25,7 @@ from .ratio import (
 )
 
 __all__: list[str] = [
+    "EstimatorWarning",
     "PilotSigma",
     "RankDeficientWarning",
     "RatioMoments",
