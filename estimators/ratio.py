@@ -167,7 +167,7 @@ def _compare(
                 estimate = lift - 1.0
                 if ci_method.endswith("-bc"):
                     bias = _lift_bias(t, c)
-                    _warn_large_bias(bias, se, problems.bad)
+                    _warn_large_bias(bias, lift, problems.bad)
                     estimate = estimate - bias
                 statistic = estimate / se
                 if ci_method.startswith("edgeworth"):
@@ -234,15 +234,21 @@ def _lift_bias(t: dict[str, np.ndarray], c: dict[str, np.ndarray]) -> np.ndarray
     return bias_t / c["r"] + t["r"] * bias_inv_c
 
 
-def _warn_large_bias(bias: np.ndarray, se: np.ndarray, bad: np.ndarray) -> None:
-    """Warn where the second-order correction exceeds the standard error itself."""
-    large = (np.abs(bias) > se) & ~bad
+def _warn_large_bias(bias: np.ndarray, ratio: np.ndarray, bad: np.ndarray) -> None:
+    """Warn where the second-order correction exceeds 25% of the ratio ``R_T/R_C``.
+
+    The relative bias is about the squared coefficient of variation of the control's
+    ratio; beyond 0.25 (a control ratio with a relative s.e. above ~0.5, e.g. near 0)
+    the expansion behind the correction no longer holds.
+    """
+    large = (np.abs(bias) > 0.25 * np.abs(ratio)) & ~bad
     if np.any(large):
         count = int(np.sum(large))
         warnings.warn(
-            f"the bias correction of the lift exceeds its standard error in {count} "
-            "replicate(s): the control ratio is close to 0 and the expansion behind "
-            "the '-bc' methods breaks down (the corrected estimate may even change sign).",
+            f"the bias correction of the lift exceeds 25% of the ratio R_T/R_C in {count} "
+            "replicate(s): the control ratio is poorly determined (close to 0) and the "
+            "expansion behind the '-bc' methods breaks down (the corrected estimate may "
+            "even change sign).",
             EstimatorWarning,
             stacklevel=4,
         )
