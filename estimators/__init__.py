@@ -4,7 +4,7 @@ Pure functions of arrays (or of per-arm sufficient statistics) returning frozen
 result objects. This package imports nothing else of the suite.
 """
 
-from ._result import TestResult
+from ._result import EstimatorWarning, TestResult
 from .cuped import (
     RankDeficientWarning,
     cuped_test,
@@ -27,6 +27,7 @@ from .sources import moments_from_frame, moments_from_sql, moments_sql
 from .srm import SRMResult, srm_test
 
 __all__: list[str] = [
+    "EstimatorWarning",
     "PilotSigma",
     "RankDeficientWarning",
     "RatioMoments",

@@ -269,6 +269,7 @@ BUILTIN_CHECK_MODULES: list[str] = [
     "validation.power_checks",
     "validation.retrieval_checks",
     "validation.cuped_checks",
+    "validation.deng2018",
 ]
 
 
