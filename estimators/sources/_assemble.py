@@ -32,7 +32,7 @@ def _check(rows: list[Mapping[str, Any]], spec: MomentSpec) -> None:
     problems = []
     null_arm = [r for r in rows if r.get("arm") is None]
     if null_arm:
-        problems.append(f"`arm` column {spec.arm!r} for {int(_get(null_arm[0], 'n') or 1)} unit(s)")
+        problems.append(f"`arm` column {spec.arm!r} in {int(_get(null_arm[0], 'n_units'))} unit(s)")
     for key, role, col in (
         ("null_unit", "unit", spec.unit),
         ("null_v", "numerator", spec.numerator),
