@@ -82,6 +82,14 @@ def _unit_arrays(
     if names[1] is not None:
         m = cols[names[1]]
         check_nonnegative(names[1], m, arm=arm)
+        orphan = (m == 0) & (v != 0)
+        if orphan.any():
+            i = int(np.flatnonzero(orphan)[0])
+            raise ValueError(
+                f"`{names[0]}` is non-zero where `{names[1]}` is 0 in the {ARM_NAMES[arm]} arm "
+                f"(first at unit {i}: {v[i]:g} / 0); a numerator needs a denominator "
+                "(e.g. clicks need views)."
+            )
     else:
         m = np.ones_like(v)
     check_min_units(names[0], v.shape[0], arm=arm)
@@ -125,6 +133,11 @@ def _compare(
     t = _arm_delta(st_t, ddof)
     c = _arm_delta(st_c, ddof)
     rt, rc, vt, vc = t["r"], c["r"], t["var_r"], c["var_r"]
+    problems.add(
+        ~np.isfinite(vt + vc),
+        "the variance overflows float64: the metric's values are too large (their squares "
+        "exceed 1.8e308); rescale the metric (e.g. to other units) before testing",
+    )
     problems.add(
         ~(vt + vc > 0),
         "the standard error is 0: the (linearised) metric does not vary within either arm",
