@@ -269,9 +269,12 @@ def _control_interval_unchecked(
 
 
 def _covered(lo: np.ndarray, hi: np.ndarray, truth: float) -> np.ndarray:
-    """Return ``lo <= truth <= hi`` per replicate (NaN bounds count as not covering)."""
+    """Whether ``truth`` is in the set per replicate (NaN bounds count as not covering).
+
+    ``lo > hi`` is Fieller's two-ray set ``(-inf, hi] U [lo, inf)`` (``TestResult.ci_kind``).
+    """
     with np.errstate(invalid="ignore"):
-        return (lo <= truth) & (truth <= hi)
+        return np.where(lo > hi, (truth <= hi) | (truth >= lo), (lo <= truth) & (truth <= hi))
 
 
 def _exact_t_coverage(n: int) -> float:
