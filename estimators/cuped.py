@@ -173,6 +173,16 @@ def _cuped_core(
                 f"`{labels['X']}` column {j} is constant (value {value:.6g}) across both arms; "
                 "a constant covariate carries no information: drop it",
             )
+        for j in range(k):
+            within = (sst[..., 2 + j, 2 + j] <= _CONST_RTOL * nt * rawt[..., 2 + j]) & (
+                ssc[..., 2 + j, 2 + j] <= _CONST_RTOL * nc * rawc[..., 2 + j]
+            )
+            problems.add(
+                within,
+                f"`{labels['X']}` column {j} is constant within each arm but differs between "
+                "the arms: it is a function of the arm (e.g. the arm indicator) and would "
+                "absorb the treatment effect; a covariate must not depend on treatment",
+            )
         for _, j in pairs:
             problems.add(
                 ~(mz[..., 2 + j] > 0),

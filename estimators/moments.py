@@ -78,15 +78,16 @@ class _ArmStats:
     def from_units(cls, z: np.ndarray) -> _ArmStats:
         """Two-pass centred moments from a ``(n, p)`` unit matrix (columns V, M, X...)."""
         n = z.shape[0]
-        mean = z.mean(axis=0)
-        dev = z - mean
-        ss = dev.T @ dev
-        ss = 0.5 * (ss + ss.T)
-        # Two-pass rounding error of ss is ~ eps * |mean| * sd per unit, so the
-        # scale is the variance plus a term of the mean far below the variance.
-        raw = np.diag(ss) / n + (1e-4 * mean) ** 2
-        dv, dm = dev[:, 0], dev[:, 1]
-        m3 = np.array([dv**3, dv * dv * dm, dv * dm * dm, dm**3]).sum(axis=1)
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow: callers refuse inf
+            mean = z.mean(axis=0)
+            dev = z - mean
+            ss = dev.T @ dev
+            ss = 0.5 * (ss + ss.T)
+            # Two-pass rounding error of ss is ~ eps * |mean| * sd per unit, so the
+            # scale is the variance plus a term of the mean far below the variance.
+            raw = np.diag(ss) / n + (1e-4 * mean) ** 2
+            dv, dm = dev[:, 0], dev[:, 1]
+            m3 = np.array([dv**3, dv * dv * dm, dv * dm * dm, dm**3]).sum(axis=1)
         return cls(np.asarray(float(n)), mean, ss, raw, m3)
 
     def linear_coefficients(self) -> tuple[np.ndarray, np.ndarray]:
@@ -116,8 +117,8 @@ class _ArmStats:
             dof = n - ddof
             # A column whose centred sum of squares is within rounding of 0 is
             # constant: it adds neither variance nor rounding error to var(L).
-            const_v = ~(svv > zero_rtol * n * self.raw[..., 0])
-            const_m = ~(smm > zero_rtol * n * self.raw[..., 1])
+            const_v = np.isfinite(svv) & ~(svv > zero_rtol * n * self.raw[..., 0])
+            const_m = np.isfinite(smm) & ~(smm > zero_rtol * n * self.raw[..., 1])
             svv_c = np.where(const_v, 0.0, svv)
             smm_c = np.where(const_m, 0.0, smm)
             svm_c = np.where(const_v | const_m, 0.0, svm)
@@ -125,7 +126,8 @@ class _ArmStats:
             scale = np.where(const_v, 0.0, a * a * self.raw[..., 0]) + np.where(
                 const_m, 0.0, b * b * self.raw[..., 1]
             )
-            var_l = np.where(var_l > zero_rtol * scale, var_l, 0.0)
+            # an overflow (inf or NaN) is kept for the caller to refuse
+            var_l = np.where(~np.isfinite(var_l) | (var_l > zero_rtol * scale), var_l, 0.0)
             if self.m3 is None:
                 mu3 = np.full(np.shape(var_l), np.nan)
             else:

@@ -121,7 +121,18 @@ def ols_test(
     if interacted and X is None:
         raise ValueError("`interacted=True` needs covariates `X`.")
     if cluster is not None:
-        codes = np.unique(np.asarray(cluster), return_inverse=True)[1].reshape(-1)
+        labels = np.asarray(cluster)
+        if labels.dtype.kind in "fc" and np.isnan(labels).any():
+            first = int(np.flatnonzero(np.isnan(labels))[0])
+            raise ValueError(
+                f"`cluster` contains NaN (first at row {first}); every row needs a cluster "
+                "label (NaN labels would silently form one cluster)."
+            )
+        if labels.dtype == object and any(
+            lab is None or (isinstance(lab, float) and np.isnan(lab)) for lab in labels.ravel()
+        ):
+            raise ValueError("`cluster` contains missing labels (None or NaN).")
+        codes = np.unique(labels, return_inverse=True)[1].reshape(-1)
         cols["cluster"] = codes.astype(np.float64)
     cols = clean_units(cols, nan_policy)
     treated = split_arms(cols["arm"], cols["y"].shape[0]).astype(np.float64)

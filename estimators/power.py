@@ -115,6 +115,25 @@ def _positive(name: str, value: Any, *, allow_zero: bool = False) -> np.ndarray:
     return arr
 
 
+def _check_power_above_alpha(target: float, alpha: float) -> None:
+    """Refuse a target power <= ``alpha`` (a test's power at zero effect)."""
+    if target <= alpha:
+        raise ValueError(
+            f"`power` must exceed `alpha` = {alpha} (the power of the test at zero effect, "
+            f"reached by any sample size); got {target}."
+        )
+
+
+def _scalar_sigma(sigma: Any) -> float:
+    """``sigma`` for the solvers, which return one size or effect: a positive scalar."""
+    if np.ndim(sigma) != 0:
+        raise ValueError(
+            f"`sigma` must be a scalar here; got an array of shape {np.shape(sigma)} "
+            "(call once per sigma, or use `power`, which broadcasts)."
+        )
+    return float(_positive("sigma", sigma))
+
+
 def _effect(mde_value: Any, relative: bool, baseline: Any, name: str = "mde") -> np.ndarray:
     arr = as_float_array(name, mde_value, ndim=(0, 1, 2, 3))
     if not np.isfinite(arr).all() or (arr == 0).any():
@@ -352,13 +371,12 @@ def sample_size(
     alpha, ratio, r2 = _check_common(alpha, ratio, method, alternative, r2, relative)
     if method == "lehr" and target != 0.8:
         raise ValueError(f"Lehr's rule holds for power=0.8 only; got power={target}.")
-    sig = float(_positive("sigma", sigma)) * math.sqrt(1.0 - r2)
+    sig = _scalar_sigma(sigma) * math.sqrt(1.0 - r2)
     delta = float(_effect(mde, relative, baseline))
     if alternative == "greater" and delta < 0 or alternative == "less" and delta > 0:
         raise ValueError(f"`mde` must have the sign of the alternative {alternative!r}; got {mde}.")
     a = alpha / 2.0 if alternative == "two-sided" else alpha
-    if target <= a:
-        raise ValueError(f"`power` must exceed the test's size {a}; got {target}.")
+    _check_power_above_alpha(target, alpha)
     factor = 1.0 + 1.0 / ratio  # SE^2 = sigma^2 (1 + 1/ratio) / n_control
     z_sum = stats.norm.isf(a) + stats.norm.ppf(target)
     n_closed = z_sum**2 * sig**2 * factor / delta**2
@@ -450,15 +468,14 @@ def mde(
     alpha, ratio, r2 = _check_common(alpha, ratio, method, alternative, r2, relative)
     if method == "lehr" and target != 0.8:
         raise ValueError(f"Lehr's rule holds for power=0.8 only; got power={target}.")
-    sig = float(_positive("sigma", sigma)) * math.sqrt(1.0 - r2)
+    sig = _scalar_sigma(sigma) * math.sqrt(1.0 - r2)
     n_c, n_t, _ = _arms(n_per_arm, ratio)
     n_c, n_t = float(n_c), float(n_t)
     if method == "t" and n_c + n_t <= 2:
         raise ValueError("the t method needs n_control + n_treatment > 2.")
     se = sig * math.sqrt(1.0 / n_c + 1.0 / n_t)
     a = alpha / 2.0 if alternative == "two-sided" else alpha
-    if target <= a:
-        raise ValueError(f"`power` must exceed the test's size {a}; got {target}.")
+    _check_power_above_alpha(target, alpha)
     z_sum = stats.norm.isf(a) + stats.norm.ppf(target)
     if method == "lehr":
         delta = math.sqrt(16.0 * sig**2 * (1.0 + n_c / n_t) / 2.0 / n_c)

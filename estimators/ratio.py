@@ -40,7 +40,7 @@ from ._validate import (
 )
 from .moments import RatioMoments, _ArmStats
 
-CI_METHODS = ("delta", "log", "fieller", "delta-bc", "edgeworth", "edgeworth-bc")
+CI_METHODS = ("delta", "log", "fieller", "delta-bc", "edgeworth", "edgeworth-bc", "edgeworth-t")
 
 # Relative tolerance under which a variance computed from moments counts as 0.
 _ZERO_VAR_RTOL = 1e-13
@@ -82,6 +82,14 @@ def _unit_arrays(
     if names[1] is not None:
         m = cols[names[1]]
         check_nonnegative(names[1], m, arm=arm)
+        orphan = (m == 0) & (v != 0)
+        if orphan.any():
+            i = int(np.flatnonzero(orphan)[0])
+            raise ValueError(
+                f"`{names[0]}` is non-zero where `{names[1]}` is 0 in the {ARM_NAMES[arm]} arm "
+                f"(first at unit {i}: {v[i]:g} / 0); a numerator needs a denominator "
+                "(e.g. clicks need views)."
+            )
     else:
         m = np.ones_like(v)
     check_min_units(names[0], v.shape[0], arm=arm)
@@ -126,6 +134,11 @@ def _compare(
     c = _arm_delta(st_c, ddof)
     rt, rc, vt, vc = t["r"], c["r"], t["var_r"], c["var_r"]
     problems.add(
+        ~np.isfinite(vt + vc),
+        "the variance overflows float64: the metric's values are too large (their squares "
+        "exceed 1.8e308); rescale the metric (e.g. to other units) before testing",
+    )
+    problems.add(
         ~(vt + vc > 0),
         "the standard error is 0: the (linearised) metric does not vary within either arm",
     )
@@ -157,13 +170,13 @@ def _compare(
             # delta-method variance of R_T/R_C (SPEC §1): var_T/R_C^2 + R_T^2 var_C/R_C^4
             ct, cc = vt / rc**2, rt**2 * vc / rc**4
             se = np.sqrt(ct + cc)
-            if ci_method in ("edgeworth", "edgeworth-bc"):
+            if ci_method.startswith("edgeworth"):
                 problems.add(
                     ~np.isfinite(t["mu3_l"] + c["mu3_l"]),
                     f"ci_method={ci_method!r} needs the third-order sums (sum_vvv, sum_vvm, "
                     "sum_vmm, sum_mmm) of both arms' moments",
                 )
-            if ci_method in ("delta", "delta-bc", "edgeworth", "edgeworth-bc"):
+            if ci_method in ("delta", "delta-bc", "edgeworth", "edgeworth-bc", "edgeworth-t"):
                 estimate = lift - 1.0
                 if ci_method.endswith("-bc"):
                     bias = _lift_bias(t, c)
@@ -172,11 +185,12 @@ def _compare(
                 statistic = estimate / se
                 if ci_method.startswith("edgeworth"):
                     df = np.inf
+                    stud = ci_method == "edgeworth-t"
                     gamma = _lift_skewness(t, c, rt, rc, se)
                     low, high = _edgeworth_interval(
-                        estimate, se, gamma, confidence_level, alternative
+                        estimate, se, gamma, confidence_level, alternative, stud
                     )
-                    pvalue = _edgeworth_pvalue(statistic, gamma, alternative)
+                    pvalue = _edgeworth_pvalue(statistic, gamma, alternative, stud)
                 else:
                     df = inf.welch_df(ct, cc, t["n"], c["n"]) if distribution == "t" else np.inf
                     q = inf.crit(confidence_level, df, alternative, distribution)
@@ -273,28 +287,49 @@ def _lift_skewness(
     return k3 / se**3
 
 
-def _edgeworth_cdf(x: np.ndarray, gamma: np.ndarray) -> np.ndarray:
-    """One-term Edgeworth cdf ``Phi(x) - gamma/6 (x^2 - 1) phi(x)`` of a standardised mean."""
+def _edgeworth_cdf(x: np.ndarray, gamma: np.ndarray, studentized: bool) -> np.ndarray:
+    """One-term Edgeworth cdf of a standardised (or studentised) mean with skewness ``gamma``.
+
+    Standardised, variance known (Deng et al. 2018 §2.2): ``Phi(x) - gamma/6 (x^2 - 1)
+    phi(x)``. Studentised, variance estimated (Hall 1992, §2.6): ``Phi(x) + gamma/6
+    (2 x^2 + 1) phi(x)``.
+    """
+    if studentized:
+        return stats.norm.cdf(x) + gamma / 6.0 * (2.0 * x * x + 1.0) * stats.norm.pdf(x)
     return stats.norm.cdf(x) - gamma / 6.0 * (x * x - 1.0) * stats.norm.pdf(x)
 
 
-def _edgeworth_quantile(p: float, gamma: np.ndarray) -> np.ndarray:
+def _edgeworth_slope(x: np.ndarray, gamma: np.ndarray, studentized: bool) -> np.ndarray:
+    """``F'(x) / phi(x)`` of :func:`_edgeworth_cdf` (positive where ``F`` increases)."""
+    if studentized:
+        return 1.0 + gamma / 6.0 * (3.0 * x - 2.0 * x**3)
+    return 1.0 + gamma / 6.0 * (x**3 - 3.0 * x)
+
+
+def _edgeworth_quantile(p: float, gamma: np.ndarray, studentized: bool) -> np.ndarray:
     """Solve ``F(x) = p`` for the one-term Edgeworth cdf ``F`` (Newton from Cornish-Fisher).
 
     Where ``F`` is not increasing at the root (|gamma| of order 3 or more) or Newton
-    does not converge, the Cornish-Fisher value ``z + gamma (z^2 - 1)/6`` (the same
-    expansion inverted to the same order) is returned.
+    does not converge, the Cornish-Fisher value (the same expansion inverted to the
+    same order: ``z + gamma (z^2 - 1)/6``, studentised ``z - gamma (2 z^2 + 1)/6``)
+    is returned.
     """
     z = float(stats.norm.ppf(p))
     gamma = np.asarray(gamma, dtype=float)
-    cf = z + gamma * (z * z - 1.0) / 6.0
+    if studentized:
+        cf = z - gamma * (2.0 * z * z + 1.0) / 6.0
+    else:
+        cf = z + gamma * (z * z - 1.0) / 6.0
     x = cf.copy()
     for _ in range(30):
-        dens = stats.norm.pdf(x) * (1.0 + gamma / 6.0 * (x**3 - 3.0 * x))
-        step = (_edgeworth_cdf(x, gamma) - p) / np.where(dens > 0, dens, np.inf)
+        dens = stats.norm.pdf(x) * _edgeworth_slope(x, gamma, studentized)
+        step = (_edgeworth_cdf(x, gamma, studentized) - p) / np.where(dens > 0, dens, np.inf)
         x = x - np.clip(step, -1.0, 1.0)
-    dens = 1.0 + gamma / 6.0 * (x**3 - 3.0 * x)
-    ok = np.isfinite(x) & (dens > 0) & (np.abs(_edgeworth_cdf(x, gamma) - p) < 1e-10)
+    ok = (
+        np.isfinite(x)
+        & (_edgeworth_slope(x, gamma, studentized) > 0)
+        & (np.abs(_edgeworth_cdf(x, gamma, studentized) - p) < 1e-10)
+    )
     return np.where(ok, x, cf)
 
 
@@ -304,11 +339,12 @@ def _edgeworth_interval(
     gamma: np.ndarray,
     confidence_level: float,
     alternative: str,
+    studentized: bool,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Invert ``P((estimate - lift)/se <= x) = F(x)`` for the interval of the lift."""
     tail = (1.0 - confidence_level) / (2.0 if alternative == "two-sided" else 1.0)
-    low = estimate - _edgeworth_quantile(1.0 - tail, gamma) * se
-    high = estimate - _edgeworth_quantile(tail, gamma) * se
+    low = estimate - _edgeworth_quantile(1.0 - tail, gamma, studentized) * se
+    high = estimate - _edgeworth_quantile(tail, gamma, studentized) * se
     if alternative == "greater":
         high = np.full_like(np.asarray(high, dtype=float), np.inf)
     elif alternative == "less":
@@ -316,9 +352,11 @@ def _edgeworth_interval(
     return np.asarray(low, dtype=float), np.asarray(high, dtype=float)
 
 
-def _edgeworth_pvalue(statistic: np.ndarray, gamma: np.ndarray, alternative: str) -> np.ndarray:
+def _edgeworth_pvalue(
+    statistic: np.ndarray, gamma: np.ndarray, alternative: str, studentized: bool
+) -> np.ndarray:
     """P-value of ``statistic = estimate/se`` under the Edgeworth cdf (clipped to [0, 1])."""
-    cdf = np.clip(_edgeworth_cdf(statistic, gamma), 0.0, 1.0)
+    cdf = np.clip(_edgeworth_cdf(statistic, gamma, studentized), 0.0, 1.0)
     if alternative == "two-sided":
         return np.minimum(1.0, 2.0 * np.minimum(cdf, 1.0 - cdf))
     if alternative == "greater":
@@ -482,12 +520,19 @@ def ratio_sigma(num: npt.ArrayLike, den: npt.ArrayLike, *, ddof: float = 1) -> f
 _RATIO_DOC_PARAMS = """
     relative : bool, default False
         ``False``: ``R_T - R_C``. ``True``: the lift ``R_T / R_C - 1`` (needs R_C > 0).
-    ci_method : {"delta", "log", "fieller", "delta-bc"}, default "delta"
+    ci_method : {"delta", "log", "fieller", "delta-bc", "edgeworth", "edgeworth-bc", \
+"edgeworth-t"}, default "delta"
         Interval for the relative lift: linear delta method; delta method on
         ``log(R_T/R_C)`` mapped back (asymmetric, better at small n on skewed
-        data); Fieller's exact-pivot interval (may be unbounded, then reported as
-        ``(-inf, inf)``); delta with the second-order bias correction of the point
-        estimate ([1]_, on the percent change). Must be "delta" when ``relative=False``.
+        data); Fieller's exact confidence set (an interval, two rays encoded as
+        ``ci_low > ci_high``, or the whole line: see ``TestResult.ci_kind``); delta
+        with the second-order bias correction of the point estimate ([1]_, on the
+        percent change); the one-term Edgeworth expansion of the linearised lift
+        ([1]_ §2.2, its standardised polynomial), the same centred on the
+        bias-corrected lift, or the studentised expansion ([3]_), which is the one
+        that corrects the tails when the variance is estimated. The Edgeworth
+        methods need third-order sums and ``distribution="z"``. Must be "delta"
+        when ``relative=False``.
     alternative : {"two-sided", "less", "greater"}, default "two-sided"
         Alternative hypothesis (treatment less / greater than control).
     confidence_level : float, default 0.95
@@ -675,6 +720,10 @@ _RETURNS = """
     ``"log"`` uses ``var_T/R_T^2 + var_C/R_C^2`` for ``log(R_T/R_C)``; ``"fieller"``
     inverts the pivot ``(R_T - rho R_C)/sqrt(var_T + rho^2 var_C)``; ``"delta-bc"``
     subtracts the O(1/n) bias of ``R_T/R_C`` ([1]_, on the percent change) from the estimate.
+    The Edgeworth methods give ``(estimate - lift)/se`` the cdf
+    ``Phi(t) - gamma/6 (t^2 - 1) phi(t)`` ([1]_ §2.2) or, ``"edgeworth-t"``,
+    ``Phi(t) + gamma/6 (2 t^2 + 1) phi(t)`` ([3]_), with ``gamma`` the skewness of the
+    linearised lift ``Lbar_T/R_C - (R_T/R_C^2) Lbar_C``, and invert it.
     A mean metric is the special case M = 1.
 
     References
@@ -683,6 +732,7 @@ _RETURNS = """
        Analytics: A Practical Guide with Novel Ideas", KDD 2018.
     .. [2] E. C. Fieller, "Some problems in interval estimation", J. R. Stat. Soc.
        B 16 (1954) 175-185.
+    .. [3] P. Hall, "The Bootstrap and Edgeworth Expansion", Springer, 1992, §2.6.
 """
 
 ratio_test.__doc__ = (

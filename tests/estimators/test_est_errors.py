@@ -36,8 +36,8 @@ def _mom(**kw):
 
 CASES = [
     # zero total denominator, per arm
-    (ratio_test, (V, [0, 0, 0, 0], V, M), {}, r"`den_t` sums to 0 in the treatment arm"),
-    (ratio_test, (V, M, V, [0, 0, 0, 0]), {}, r"`den_c` sums to 0 in the control arm"),
+    (ratio_test, ([0] * 4, [0] * 4, V, M), {}, r"`den_t` sums to 0 in the treatment arm"),
+    (ratio_test, (V, M, [0] * 4, [0] * 4), {}, r"`den_c` sums to 0 in the control arm"),
     (
         ratio_test_from_moments,
         (_mom(), _mom(sum_m=0.0, sum_mm=0.0, sum_vm=0.0)),
@@ -201,7 +201,7 @@ CASES = [
     (sample_size, (1.0, 0.2), {"method": "exact"}, r"`method` must be one of"),
     (power, (1.0, 0.2, 0.0), {}, r"`n_per_arm` must be finite and > 0; got 0.0"),
     (power, (1.0, 0.2, 100), {"method": "lehr"}, r"'lehr' is a sample-size rule"),
-    (mde, (1.0, 100), {"power": 0.01}, r"`power` must exceed the test's size 0.025"),
+    (mde, (1.0, 100), {"power": 0.01}, r"`power` must exceed `alpha` = 0.05"),
 ]
 
 
