@@ -18,7 +18,6 @@ from recsys.data import (
 )
 from recsys.frequency import ExactFrequency, StreamingFrequencyEstimator
 from recsys.losses import (
-    MixedNegativesLoss,
     SampledSoftmaxLoss,
     sampled_softmax_loss,
     softmax_loss_from_logits,
@@ -27,6 +26,7 @@ from recsys.metrics import EvaluationResult, evaluate_retrieval, ndcg_at_k, reca
 from recsys.model import TwoTower, hash_ids
 from recsys.negatives import (
     CandidateSet,
+    MixedNegativesLoss,
     expected_count,
     expected_distinct,
     first_occurrence,

@@ -62,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
         "--threads",
         type=int,
         default=1,
-        help="torch CPU threads (default 1, measured fastest on a shared machine; 0 = torch's default)",
+        help="torch CPU threads (default 1: measured fastest on a shared machine; 0: torch's)",
     )
     common.add_argument(
         "--init-scale",

@@ -197,7 +197,9 @@ class TwoTower(nn.Module):
             and np.isfinite(init_scale)
             and init_scale > 0
         ):
-            raise ValueError(f"`init_scale` must be positive and finite or None; got {init_scale!r}.")
+            raise ValueError(
+                f"`init_scale` must be positive and finite or None; got {init_scale!r}."
+            )
         self.init_scale = None if init_scale is None else float(init_scale)
         self.n_tables = int(n_tables)
         self.n_rows = int(n_rows)
