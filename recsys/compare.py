@@ -36,8 +36,9 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats
 
+from recsys import distributed
 from recsys.data import Examples, Interactions, kfold_user_splits, make_examples
-from recsys.metrics import EvaluationResult, evaluate_retrieval
+from recsys.metrics import EvaluationResult
 from recsys.model import TwoTower
 from recsys.train import TrainConfig, parse_methods, resolve_device, train_model
 from sim import RngLike, as_seed_sequence, child_sequences
@@ -233,6 +234,7 @@ def run_comparison(
     device: str = "cpu",
     progress: bool = True,
     data_label: str = "data",
+    world_size: int = 1,
 ) -> dict[str, Any]:
     """Train and evaluate every method over several seeds; return a JSON-able result.
 
@@ -252,11 +254,15 @@ def run_comparison(
         tqdm bars on stderr.
     data_label : str
         Description of the data source, stored in the result.
+    world_size : int, default 1
+        Processes to train and evaluate with (:func:`recsys.distributed.launch_comparison`):
+        each takes ``batch_size / world_size`` rows of every global batch; the figures
+        equal the single-process ones up to floating-point rounding.
 
     Returns
     -------
     dict
-        ``config``, ``data`` (label, fingerprint, sizes), ``seed_entropy``,
+        ``config`` (with ``world_size``), ``data`` (label, fingerprint, sizes), ``seed_entropy``,
         ``methods`` (per method: ``metrics`` -> summary over seeds, ``per_epoch``,
         ``examples_per_second``, ``train_seconds``), ``paired`` (per pair ``"a - b"``
         and metric: per-seed summary and the pooled user-clustered difference),
@@ -265,6 +271,16 @@ def run_comparison(
     config = CompareConfig() if config is None else config
     if not isinstance(data, Interactions):
         raise TypeError(f"`data` must be an Interactions; got {type(data).__name__}.")
+    if world_size != 1:
+        return distributed.launch_comparison(
+            data,
+            config,
+            world_size,
+            rng=rng,
+            device=device,
+            progress=progress,
+            data_label=data_label,
+        )
     for k in config.ks:
         if k > data.n_items:
             raise ValueError(f"`k` must be in [1, n_items={data.n_items}]; got {k}.")
@@ -315,7 +331,7 @@ def run_comparison(
             def evaluate(
                 m: TwoTower, _last: list[EvaluationResult] = last, _ex: Examples = test_ex
             ) -> dict[str, float]:
-                res = evaluate_retrieval(
+                res = distributed.evaluate_retrieval_sharded(  # one process: evaluate_retrieval
                     m,
                     _ex,
                     data.n_items,
@@ -376,6 +392,7 @@ def run_comparison(
             }
     cfg = asdict(config)
     cfg["device"] = str(dev)
+    cfg["world_size"] = distributed.world_size()
     return {
         "config": cfg,
         "data": {

@@ -90,6 +90,7 @@ __all__ = [
     "global_in_batch_candidates",
     "global_mixed_candidates",
     "launch",
+    "launch_comparison",
     "local_rows",
     "rank",
     "shard_bounds",
@@ -613,7 +614,7 @@ def _worker(
     port: int,
     backend: str,
     threads: int | None,
-    timeout_s: float,
+    collective_timeout_s: float,
     fn: Callable[..., Any],
     args: tuple,
     results: Any,
@@ -629,7 +630,7 @@ def _worker(
             init_method=f"tcp://127.0.0.1:{port}",
             rank=process_rank,
             world_size=n_ranks,
-            timeout=datetime.timedelta(seconds=timeout_s),
+            timeout=datetime.timedelta(seconds=collective_timeout_s),
         )
         try:
             out = fn(*args)
@@ -642,7 +643,7 @@ def _worker(
         raise SystemExit(1) from None
 
 
-def _validate_launch(fn, n_ranks, backend, timeout_s, threads) -> None:
+def _validate_launch(fn, n_ranks, backend, timeout_s, collective_timeout_s, threads) -> None:
     if not callable(fn):
         raise TypeError(f"`fn` must be callable; got {type(fn).__name__}.")
     if isinstance(n_ranks, bool) or not isinstance(n_ranks, (int, np.integer)):
@@ -656,8 +657,11 @@ def _validate_launch(fn, n_ranks, backend, timeout_s, threads) -> None:
             f"`backend`='nccl' needs one CUDA device per rank (`n_processes`={n_ranks}); "
             f"got {torch.cuda.device_count()} device(s)."
         )
-    if not (isinstance(timeout_s, (int, float)) and timeout_s > 0):
-        raise ValueError(f"`timeout_s` must be a positive number; got {timeout_s!r}.")
+    for name, value in (("timeout_s", timeout_s), ("collective_timeout_s", collective_timeout_s)):
+        if value is not None and not (
+            isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+        ):
+            raise ValueError(f"`{name}` must be a positive number; got {value!r}.")
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise ValueError(f"`threads` must be a positive int or None; got {threads!r}.")
 
@@ -668,6 +672,7 @@ def launch(
     *args: Any,
     backend: str | None = None,
     timeout_s: float = 600.0,
+    collective_timeout_s: float | None = None,
     threads: int | None = None,
 ) -> list[Any]:
     """Run ``fn(*args)`` in ``n_processes`` new local processes joined in one group.
@@ -686,8 +691,10 @@ def launch(
         Default "gloo" (CPU). "nccl" needs ``N`` CUDA devices; rank ``r`` uses device
         ``r`` (``torch.cuda.set_device``).
     timeout_s : float, default 600
-        Wall-clock limit for the whole run, and the timeout of each collective: a
-        hang (a rank that never joins a collective) fails instead of blocking.
+        Wall-clock limit for the whole run.
+    collective_timeout_s : float, optional
+        Timeout of each collective (default ``min(timeout_s, 600)``): a hang (a rank
+        that never joins a collective) fails instead of blocking.
     threads : int, optional
         ``torch.set_num_threads`` in each process.
 
@@ -708,15 +715,17 @@ def launch(
     Processes are started with the ``spawn`` method and rendezvous over TCP on
     127.0.0.1 at a port the OS reports free.
     """
-    _validate_launch(fn, n_processes, backend, timeout_s, threads)
+    _validate_launch(fn, n_processes, backend, timeout_s, collective_timeout_s, threads)
     backend = backend or "gloo"
+    if collective_timeout_s is None:
+        collective_timeout_s = min(float(timeout_s), 600.0)
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
     port = _free_port()
     procs = [
         ctx.Process(
             target=_worker,
-            args=(r, n_processes, port, backend, threads, timeout_s, fn, args, results),
+            args=(r, n_processes, port, backend, threads, collective_timeout_s, fn, args, results),
             daemon=True,
         )
         for r in range(n_processes)
@@ -761,3 +770,78 @@ def launch(
                 p.join(timeout=5.0)
         results.close()
     return [out[r] for r in range(n_processes)]
+
+
+# ---------------------------------------------------------------------------- compare
+
+
+def _comparison_rank(data: Any, config: Any, kwargs: dict[str, Any]) -> Any:
+    """One rank of :func:`launch_comparison`: the whole comparison, rank 0 reports it."""
+    from recsys.compare import run_comparison
+
+    progress = kwargs.pop("progress") and rank() == 0
+    result = run_comparison(data, config, progress=progress, **kwargs)
+    return result if rank() == 0 else None
+
+
+def launch_comparison(
+    data: Any,
+    config: Any,
+    n_processes: int,
+    *,
+    rng: Any = 0,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    data_label: str = "data",
+    timeout_s: float = 7 * 24 * 3600.0,
+) -> dict[str, Any]:
+    """Run :func:`recsys.compare.run_comparison` in ``n_processes`` processes.
+
+    Every process runs the same comparison (same folds, seeds, initial weights and
+    global batches); :func:`recsys.train.train_model` gives each its ``B / N`` rows of
+    every global batch, and the evaluation is sharded
+    (:func:`evaluate_retrieval_sharded`). Gloo on CPU; NCCL with one GPU per process
+    when ``device`` is CUDA. The torch CPU threads of this process are shared out
+    (``max(1, threads // N)`` each).
+
+    Parameters
+    ----------
+    data : recsys.data.Interactions
+    config : recsys.compare.CompareConfig
+        ``batch_size`` must be a multiple of ``n_processes``.
+    n_processes : int
+        ``N`` >= 1.
+    rng, device, progress, data_label
+        As in :func:`recsys.compare.run_comparison`.
+    timeout_s : float, default one week
+        Wall-clock limit; each collective times out after 10 minutes.
+
+    Returns
+    -------
+    dict
+        Rank 0's result; ``config.world_size`` is ``n_processes``.
+    """
+    from recsys.train import resolve_device
+
+    if isinstance(n_processes, bool) or not isinstance(n_processes, (int, np.integer)):
+        raise TypeError(f"`n_processes` must be an int; got {type(n_processes).__name__}.")
+    if n_processes < 1:
+        raise ValueError(f"`n_processes` must be >= 1; got {n_processes}.")
+    if config.batch_size % n_processes:
+        raise ValueError(
+            f"`batch_size` must be a multiple of the number of processes {n_processes}; "
+            f"got {config.batch_size}."
+        )
+    dev = resolve_device(device)
+    kwargs = {"rng": rng, "device": str(dev), "progress": progress, "data_label": data_label}
+    results = launch(
+        _comparison_rank,
+        int(n_processes),
+        data,
+        config,
+        kwargs,
+        backend="nccl" if dev.type == "cuda" else "gloo",
+        timeout_s=timeout_s,
+        threads=max(1, torch.get_num_threads() // int(n_processes)),
+    )
+    return results[0]

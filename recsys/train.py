@@ -43,14 +43,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from recsys import distributed
 from recsys.data import Examples
 from recsys.losses import sampled_softmax_loss
 from recsys.model import TwoTower
 from recsys.negatives import (
     CandidateSet,
     full_softmax_candidates,
-    in_batch_candidates,
-    mixed_candidates,
     sample_uniform_negatives,
     sampled_softmax_candidates,
 )
@@ -280,9 +279,11 @@ def _candidates(
             catalog_size=n_items,
             correction="expected_count" if config.logq else "none",
         )
+    # in-batch and mixed: the candidates are the *global* batch's positives (every
+    # rank's, gathered; the local batch itself in one process), see recsys.distributed
     p_target = shares(target) if (shares is not None and config.logq) else None  # (B,)
     if method == "inbatch":
-        return in_batch_candidates(
+        return distributed.global_in_batch_candidates(
             target, model.item_vector(target), p_target, correction=correction
         )
     negatives = sample_uniform_negatives(
@@ -291,7 +292,7 @@ def _candidates(
     both = model.item_vector(torch.cat([target, negatives]))  # (B + B', d)
     b = target.shape[0]
     p_random = shares(negatives) if (shares is not None and config.logq) else None  # (B',)
-    return mixed_candidates(
+    return distributed.global_mixed_candidates(
         target,
         both[:b],
         p_target,
@@ -369,13 +370,29 @@ def train_model(
     (module table); loss of :func:`recsys.losses.sampled_softmax_loss` with
     ``temperature=config.temperature`` and the builders' default accidental-hit
     masking (``correct_positive=False``); one Adam step.
+
+    Called inside a process group of ``N`` processes (:func:`recsys.distributed.launch`),
+    every process takes the same global batches (the same ``rng``) and trains on its
+    ``B / N`` rows of each (``batch_size`` must be a multiple of ``N``); the in-batch
+    and mixed candidates are the whole global batch's
+    (:func:`recsys.distributed.global_in_batch_candidates`), the streaming frequency
+    is updated with the gathered ids, and the gradients are averaged over the
+    processes, so that each step equals the single-process step on the global batch.
     """
     _validate_train_model(model, examples, n_items, config)
+    n_ranks, my_rank = distributed.world_size(), distributed.rank()
+    if config.batch_size % n_ranks:
+        raise ValueError(
+            f"`batch_size` must be a multiple of the number of processes {n_ranks}; got "
+            f"{config.batch_size}."
+        )
+    local_batch = config.batch_size // n_ranks  # rows of each global batch on this rank
     dev = resolve_device(device)
     order_ss, negatives_ss = child_sequences(as_seed_sequence(rng), 2)
     order_gen = _torch_generator(order_ss, torch.device("cpu"))
     neg_gen = _torch_generator(negatives_ss, dev)
     model.to(dev)
+    distributed.broadcast_parameters(model)  # every rank starts from rank 0's weights
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     history_all = torch.as_tensor(examples.history, device=dev)  # (n, L)
@@ -398,7 +415,7 @@ def train_model(
     bar = tqdm(
         total=steps_per_epoch * config.n_epochs,
         file=sys.stderr,
-        disable=not progress,
+        disable=not progress or my_rank != 0,
         desc=config.method,
         leave=False,
     )
@@ -409,9 +426,10 @@ def train_model(
             loss_sum = torch.zeros((), device=dev)
             for step in range(steps_per_epoch):
                 rows = order[step * config.batch_size : (step + 1) * config.batch_size]  # (B,)
-                history, target = history_all[rows], target_all[rows]  # (B, L), (B,)
-                if streaming is not None:
-                    streaming.update(target)
+                rows = rows[my_rank * local_batch : (my_rank + 1) * local_batch]  # (B/N,)
+                history, target = history_all[rows], target_all[rows]  # (B/N, L), (B/N,)
+                if streaming is not None:  # the same global ids, so the same state, on all ranks
+                    streaming.update(distributed.all_gather_tensor(target))
                 user = model.user_vector(history)  # (B, d)
                 cs = _candidates(config, model, target, n_items, shares, neg_gen)
                 loss = sampled_softmax_loss(
@@ -425,10 +443,12 @@ def train_model(
                 )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                distributed.average_gradients(model)  # what DDP does: the mean over ranks
                 optimizer.step()
                 loss_sum += loss.detach()
                 n_steps += 1
                 bar.update(1)
+            loss_sum = distributed.all_gather_tensor(loss_sum.reshape(1)).mean()  # global
             epoch_loss.append(float(loss_sum) / max(steps_per_epoch, 1))
             if dev.type == "cuda":
                 torch.cuda.synchronize(dev)

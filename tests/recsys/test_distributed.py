@@ -10,6 +10,7 @@ processes computes every case (module fixture), with a timeout so that a hang fa
 from __future__ import annotations
 
 import dataclasses
+import json
 import warnings
 
 import numpy as np
@@ -27,6 +28,7 @@ from recsys.negatives import (
     mixed_candidates,
     sampled_softmax_candidates,
 )
+from recsys.train import TrainConfig, train_model
 
 N_ITEMS = 12
 N_RANKS = 2
@@ -153,6 +155,28 @@ def _stream_batches() -> list[np.ndarray]:
     return [rng.integers(0, 40, size=6) for _ in range(5)]
 
 
+TRAIN_CASES = (("inbatch", "streaming"), ("mixed", "exact"), ("sampled", "exact"))
+
+
+def _trained_params(method: str, frequency: str) -> np.ndarray:
+    """Parameters after 4 Adam steps of train_model (float64) on 32 examples, B = 8."""
+    rng = np.random.default_rng(17)
+    n = 32
+    examples = Examples(
+        history=rng.integers(-1, N_ITEMS, size=(n, 4)),
+        target=rng.choice(N_ITEMS, size=n, p=_inputs()["p"]),
+        user_id=np.arange(n, dtype=np.int64),
+        position=np.zeros(n, dtype=np.int64),
+    )
+    config = TrainConfig(
+        method=method, batch_size=8, n_negatives=5, lr=0.01, temperature=TEMPERATURE,
+        frequency=frequency,
+    )  # fmt: skip
+    model = _model()
+    train_model(model, examples, N_ITEMS, config, rng=3, progress=False)
+    return torch.cat([p.detach().reshape(-1) for p in model.parameters()]).numpy().copy()
+
+
 def _cases_worker(inputs: dict) -> dict:
     """Runs on each rank: every gradient case, the frequency state, sharded evaluation."""
     warnings.simplefilter("error")  # a deprecated collective must fail, as under pytest
@@ -168,6 +192,7 @@ def _cases_worker(inputs: dict) -> dict:
             _loss(method, variant, model, rows, inputs).backward()
             rd.average_gradients(model)
             out["grads"][method, variant] = _flat_grad(model)
+    out["trained"] = {case: _trained_params(*case) for case in TRAIN_CASES}
     est = StreamingFrequencyEstimator(n_buckets=64, alpha=0.3)
     for batch in _stream_batches():
         half = batch.size // n
@@ -235,6 +260,19 @@ def test_gradient_table_printed(cases, capsys):
         print("\nrelative gradient error vs one process (2 gloo ranks, float64):")
         print("\n".join(lines))
     assert table["inbatch", "correct"] < 1e-6
+
+
+@pytest.mark.parametrize("case", TRAIN_CASES)
+def test_two_process_training_equals_one_process(cases, case):
+    ref = _trained_params(*case)
+    start = _model()
+    moved = np.linalg.norm(
+        ref - torch.cat([p.reshape(-1) for p in start.parameters()]).detach().numpy()
+    )
+    assert moved > 1e-3  # the steps changed the weights
+    for r in range(N_RANKS):
+        err = float(np.linalg.norm(cases[r]["trained"][case] - ref)) / moved
+        assert err < 1e-9, f"{case}, rank {r}: parameters differ by {err:.3g} of the update"
 
 
 def test_streaming_frequency_identical_on_every_rank(cases):
@@ -351,3 +389,42 @@ def _hang_on_rank_one() -> None:
 def test_launch_times_out_instead_of_hanging():
     with pytest.raises((TimeoutError, RuntimeError)):
         rd.launch(_hang_on_rank_one, 2, timeout_s=30.0, threads=1)
+
+
+# ------------------------------------------------------------- compare, 2 vs 1 process
+
+TINY_COMPARE = [
+    "compare", "--data", "synthetic", "--methods", "inbatch,mixed,sampled",
+    "--synthetic-users", "120", "--synthetic-items", "80", "--synthetic-ratings", "25",
+    "--min-positives", "10", "--batch-size", "32", "--negatives", "16", "--folds", "4",
+    "--seeds", "1", "--ks", "5,10", "--max-history", "8", "--no-progress", "--threads", "1",
+    "--frequency", "streaming",
+]  # fmt: skip
+
+
+def test_two_process_compare_matches_one_process(tmp_path, capsys):
+    from recsys.__main__ import main
+
+    docs = {}
+    for n in (1, 2):
+        out = tmp_path / f"world{n}"
+        assert main([*TINY_COMPARE, "--world-size", str(n), "--out", str(out)]) == 0
+        docs[n] = json.loads((out / "results.json").read_text())
+    capsys.readouterr()
+    assert docs[1]["config"]["world_size"] == 1
+    assert docs[2]["config"]["world_size"] == 2
+    assert docs[2]["runs"] == docs[1]["runs"]  # same folds, same examples
+    for method in ("inbatch", "mixed", "sampled"):
+        for metric in ("recall@5", "recall@10", "ndcg@10"):
+            one = docs[1]["methods"][method]["metrics"][metric]["mean"]
+            two = docs[2]["methods"][method]["metrics"][metric]["mean"]
+            # the same steps up to float rounding of the gradient mean
+            assert abs(two - one) <= 0.01, f"{method} {metric}: {two} vs {one}"
+
+
+def test_world_size_must_divide_the_batch():
+    from recsys.__main__ import main
+
+    with pytest.raises(SystemExit) as info:
+        main([*TINY_COMPARE, "--world-size", "3", "--out", "unused"])
+    assert info.value.code == 2
