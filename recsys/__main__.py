@@ -4,13 +4,22 @@
 and writes ``results.json``, ``results.md`` (the printed table) and
 ``recall_per_epoch.png`` to ``--out``; ``sweep`` repeats an in-batch comparison with
 and without the logQ correction at several temperatures (Yi et al. 2019, Table 1).
+
+Exit status: 0 on success; 2 on bad input, reported before any training (including an
+``--out`` that is a file or cannot be written); 130 when interrupted (Ctrl-C), after
+writing the seeds completed so far to ``--out``/``partial_results.json`` (never a
+half-written ``results.json``). ``--threads`` defaults to 1: on a shared 2-core machine
+torch's default thread count ran several times slower (``docs/recsys.md``).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 from recsys.compare import (
     CompareConfig,
@@ -49,7 +58,18 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--out", required=True, help="output directory")
     common.add_argument("--seed", type=int, default=0, help="root seed")
     common.add_argument("--device", default="cpu", help="cpu, cuda or auto")
-    common.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    common.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (default 1, measured fastest on a shared machine; 0 = torch's default)",
+    )
+    common.add_argument(
+        "--init-scale",
+        type=float,
+        default=None,
+        help="std of the N(0, s^2) embedding tables (default 1/sqrt(tables*dim); 1 = N(0, 1))",
+    )
     common.add_argument("--batch-size", type=int, default=256)
     common.add_argument("--negatives", type=int, default=256, help="B' uniform negatives")
     common.add_argument("--lr", type=float, default=0.01)
@@ -105,13 +125,41 @@ def _load(args: argparse.Namespace) -> tuple[Interactions, str]:
     return data, str(args.data)
 
 
+PARTIAL_NAME = "partial_results"
+"""Stem of the file holding the completed seeds of an interrupted run."""
+
+
+def _check_out_dir(out: str) -> Path:
+    """Create ``out`` if needed and check that files can be written there (before training)."""
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"`--out` must be a directory; {out!r} exists and is not one.")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write_probe{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise ValueError(f"`--out` {out!r} cannot be written: {exc.strerror or exc}.") from exc
+    return path
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     parser = _parser()
     args = parser.parse_args(argv)
+    partial: dict[str, Any] = {}
+
+    def keep(result: dict[str, Any]) -> None:
+        partial.clear()
+        partial.update(result)
+
     try:
         methods = parse_methods(args.methods)
-        if args.threads is not None:
+        if args.threads < 0:
+            raise ValueError(f"`--threads` must be >= 0; got {args.threads}.")
+        out_dir = _check_out_dir(args.out)
+        if args.threads > 0:
             import torch
 
             torch.set_num_threads(args.threads)
@@ -131,6 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ks=args.ks,
             exclude_history=not args.keep_history,
             eval_positions=args.eval_positions,
+            init_scale=args.init_scale,
         )
         kwargs = {
             "rng": args.seed,
@@ -139,15 +188,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             "data_label": label,
         }
         if args.command == "compare":
-            result = run_comparison(data, config, world_size=args.world_size, **kwargs)
-            paths = write_results(result, args.out)
+            result = run_comparison(
+                data, config, on_seed_done=keep, world_size=args.world_size, **kwargs
+            )
+            paths = write_results(result, out_dir)
             print(format_table(result))
         else:
             result = temperature_sweep(data, args.temperatures, config, methods=methods, **kwargs)
-            paths = write_results(result, args.out)
+            paths = write_results(result, out_dir)
             print(format_sweep_table(result))
     except (ValueError, TypeError, FileNotFoundError) as exc:
         parser.exit(2, f"{parser.prog}: error: {exc}\n")
+    except KeyboardInterrupt:
+        if partial:
+            written = write_results(partial, out_dir, name=PARTIAL_NAME)
+            done = f"{partial['completed_seeds']} of {args.seeds} seed(s) completed, kept in "
+            done += str(written["json"])
+        else:
+            done = "no seed completed, nothing written"
+        print(f"{parser.prog}: interrupted; {done}", file=sys.stderr)
+        return 130
     sys.stdout.flush()
     print("wrote " + ", ".join(str(p) for p in paths.values()), file=sys.stderr)
     return 0

@@ -10,6 +10,13 @@ mean, standard deviation and a 95% t-interval over seeds; per pair of methods th
 per-seed paired differences with a t-interval, and a pooled paired difference over
 all evaluated queries with a user-clustered (delta-method) standard error.
 
+Which interval decides a verdict: the ordering verdicts (``result["ordering"]``,
+"mixed > sampled: significant") use the *paired over-seeds* t-interval, which
+includes training noise (each seed retrains every model from new weights and
+batches). The pooled user-clustered interval conditions on the trained models: it
+measures only which users happened to be held out, and is reported beside it for
+reference, never as the verdict.
+
 References
 ----------
 .. [1] X. Yi et al., "Sampling-Bias-Corrected Neural Modeling for Large Corpus Item
@@ -26,8 +33,9 @@ import itertools
 import json
 import math
 import numbers
+import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -79,7 +87,7 @@ class CompareConfig:
         Remove each query's history from its ranking.
     eval_positions : {"all", "last"}
         Score every position of the held-out users, or only their last positive.
-    n_tables, n_rows, dim, hidden, similarity
+    n_tables, n_rows, dim, hidden, similarity, init_scale
         See :class:`recsys.model.TwoTower`.
     confidence_level : float
         Level of the intervals.
@@ -104,6 +112,7 @@ class CompareConfig:
     dim: int = 64
     hidden: tuple[int, ...] = (64, 64, 64)
     similarity: str = "cosine"
+    init_scale: float | None = None
     confidence_level: float = 0.95
 
     def __post_init__(self) -> None:
@@ -234,6 +243,7 @@ def run_comparison(
     device: str = "cpu",
     progress: bool = True,
     data_label: str = "data",
+    on_seed_done: Callable[[dict[str, Any]], None] | None = None,
     world_size: int = 1,
 ) -> dict[str, Any]:
     """Train and evaluate every method over several seeds; return a JSON-able result.
@@ -254,6 +264,11 @@ def run_comparison(
         tqdm bars on stderr.
     data_label : str
         Description of the data source, stored in the result.
+    on_seed_done : callable, optional
+        Called after each completed seed with the result of the seeds completed so
+        far (same layout; ``completed_seeds`` < ``n_seeds`` until the last), e.g. to
+        keep them when the run is interrupted. With ``world_size`` > 1, called once,
+        with the final result.
     world_size : int, default 1
         Processes to train and evaluate with (:func:`recsys.distributed.launch_comparison`):
         each takes ``batch_size / world_size`` rows of every global batch; the figures
@@ -262,7 +277,8 @@ def run_comparison(
     Returns
     -------
     dict
-        ``config`` (with ``world_size``), ``data`` (label, fingerprint, sizes), ``seed_entropy``,
+        ``config`` (with ``world_size``), ``completed_seeds``, ``data`` (label,
+        fingerprint, sizes), ``seed_entropy``,
         ``methods`` (per method: ``metrics`` -> summary over seeds, ``per_epoch``,
         ``examples_per_second``, ``train_seconds``), ``paired`` (per pair ``"a - b"``
         and metric: per-seed summary and the pooled user-clustered difference),
@@ -271,16 +287,6 @@ def run_comparison(
     config = CompareConfig() if config is None else config
     if not isinstance(data, Interactions):
         raise TypeError(f"`data` must be an Interactions; got {type(data).__name__}.")
-    if world_size != 1:
-        return distributed.launch_comparison(
-            data,
-            config,
-            world_size,
-            rng=rng,
-            device=device,
-            progress=progress,
-            data_label=data_label,
-        )
     for k in config.ks:
         if k > data.n_items:
             raise ValueError(f"`k` must be in [1, n_items={data.n_items}]; got {k}.")
@@ -288,11 +294,18 @@ def run_comparison(
         raise ValueError(
             f"`data` must have at least `n_folds`={config.n_folds} users; got {data.n_users}."
         )
+    if world_size != 1:
+        result = distributed.launch_comparison(
+            data, config, world_size, rng=rng, device=device, progress=progress,
+            data_label=data_label,
+        )  # fmt: skip
+        if on_seed_done is not None:
+            on_seed_done(result)
+        return result
     dev = resolve_device(device)
     root = as_seed_sequence(rng)
     split_ss, *run_ss = child_sequences(root, 1 + config.n_seeds)
     splits = kfold_user_splits(data, config.n_folds, rng=split_ss)
-    columns = _metric_columns(config.ks)
     final: dict[str, list[EvaluationResult]] = {m: [] for m in config.methods}
     per_epoch: dict[str, list[list[dict[str, float]]]] = {m: [] for m in config.methods}
     speed: dict[str, list[float]] = {m: [] for m in config.methods}
@@ -324,6 +337,7 @@ def run_comparison(
                 dim=config.dim,
                 hidden=config.hidden,
                 similarity=config.similarity,  # type: ignore[arg-type]
+                init_scale=config.init_scale,
                 rng=init_ss,
             )
             last: list[EvaluationResult] = []
@@ -356,6 +370,16 @@ def run_comparison(
             per_epoch[method].append(result.epoch_metrics)
             speed[method].append(result.examples_per_second)
             seconds[method].append(result.train_seconds)
+        partial = _assemble(config, dev, data, data_label, root, runs, final, per_epoch, speed,
+                            seconds)  # fmt: skip
+        if on_seed_done is not None:
+            on_seed_done(partial)
+    return partial
+
+
+def _assemble(config, dev, data, data_label, root, runs, final, per_epoch, speed, seconds):
+    """The result dict of the seeds completed so far (``len(runs)`` of them)."""
+    columns = _metric_columns(config.ks)
     methods_out: dict[str, Any] = {}
     for method in config.methods:
         metrics = {}
@@ -395,6 +419,7 @@ def run_comparison(
     cfg["world_size"] = distributed.world_size()
     return {
         "config": cfg,
+        "completed_seeds": len(runs),
         "data": {
             "label": data_label,
             "fingerprint": data.fingerprint,
@@ -411,27 +436,50 @@ def run_comparison(
 
 
 def _ordering(methods: dict[str, Any], paired: dict[str, Any], ks: Sequence[int]) -> dict:
-    """Whether mixed > sampled > inbatch (the published order) holds at the largest K."""
+    """Whether mixed > sampled > inbatch (the published order) holds at the largest K.
+
+    Each pairwise verdict comes from the paired over-seeds t-interval (it includes
+    training noise); with one seed there is no such interval and the verdict is None
+    ("undetermined"). The pooled user-clustered interval is kept as ``pooled_*`` for
+    reference only: it conditions on the trained models.
+    """
     wanted = ("mixed", "sampled", "inbatch")
     if not all(m in methods for m in wanted):
         return {}
     metric = f"recall@{max(ks)}"
     means = {m: methods[m]["metrics"][metric]["mean"] for m in wanted}
-    out: dict[str, Any] = {"metric": metric, "means": means}
+    out: dict[str, Any] = {
+        "metric": metric,
+        "means": means,
+        "interval": "paired over seeds (t), includes training noise",
+    }
     out["holds_in_means"] = bool(means["mixed"] > means["sampled"] > means["inbatch"])
     for a, b in (("mixed", "sampled"), ("sampled", "inbatch"), ("mixed", "inbatch")):
         key = f"{a} - {b}" if f"{a} - {b}" in paired else f"{b} - {a}"
         sign = 1.0 if key == f"{a} - {b}" else -1.0
+        seeds = paired[key][metric]["over_seeds"]
         pooled = paired[key][metric]["pooled_clustered"]
-        low, high = sorted((sign * pooled["ci_low"], sign * pooled["ci_high"]))
+        low, high = sorted((sign * seeds["ci_low"], sign * seeds["ci_high"]))
+        p_low, p_high = sorted((sign * pooled["ci_low"], sign * pooled["ci_high"]))
+        known = not (math.isnan(low) or math.isnan(high))
         out[f"{a} > {b}"] = {
-            "difference": sign * pooled["estimate"],
+            "difference": sign * seeds["mean"],
             "ci_low": low,
             "ci_high": high,
-            "significant": bool(low > 0),
-            "reversed_significant": bool(high < 0),
+            "significant": bool(low > 0) if known else None,
+            "reversed_significant": bool(high < 0) if known else None,
+            "pooled_ci_low": p_low,
+            "pooled_ci_high": p_high,
         }
     return out
+
+
+def _verdict(entry: dict[str, Any]) -> str:
+    if entry["significant"] is None:
+        return "undetermined (one seed: no over-seeds interval)"
+    if entry["significant"]:
+        return "significant"
+    return "reversed, significant" if entry["reversed_significant"] else "not significant"
 
 
 # --------------------------------------------------------------------------- sweeps
@@ -526,8 +574,9 @@ def format_table(result: dict[str, Any]) -> str:
         metric = f"recall@{max(ks)}"
         lines += [
             "",
-            f"Paired differences in {metric}: mean over seeds [t-CI], and pooled over all "
-            "test queries [user-clustered CI]",
+            f"Paired differences in {metric}: mean over seeds [t-CI; includes training "
+            "noise, decides the verdicts], and pooled over all test queries "
+            "[user-clustered CI; conditions on the trained models, reference only]",
             "",
             "| pair | over seeds | pooled (clustered) |",
             "|---|---|---|",
@@ -543,10 +592,11 @@ def format_table(result: dict[str, Any]) -> str:
         lines += [
             "",
             f"published order mixed > sampled > inbatch in mean {order['metric']}: "
-            f"{'holds' if order['holds_in_means'] else 'does not hold'}; "
+            f"{'holds' if order['holds_in_means'] else 'does not hold'}; verdicts from the "
+            "paired over-seeds interval (includes training noise): "
             + "; ".join(
-                f"{pair}: {'significant' if order[pair]['significant'] else 'not significant'}"
-                + (" (reversed, significant)" if order[pair]["reversed_significant"] else "")
+                f"{pair}: {_verdict(order[pair])} "
+                f"[{order[pair]['ci_low']:+.4f}, {order[pair]['ci_high']:+.4f}]"
                 for pair in ("mixed > sampled", "sampled > inbatch", "mixed > inbatch")
             ),
         ]
@@ -614,13 +664,21 @@ def _json_safe(obj: Any) -> Any:
     return obj
 
 
+def _write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename (never half-written)."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def write_results(
     result: dict[str, Any], out_dir: str | Path, *, name: str = "results"
 ) -> dict[str, Path]:
     """Write the JSON, the markdown table and (for a comparison) the PNG of a result.
 
-    Files under ``out_dir``: ``<name>.json`` (NaN as null), ``<name>.md`` and
-    ``recall_per_epoch.png``.
+    Files under ``out_dir``: ``<name>.json`` (NaN as null; written to a temporary file
+    and renamed, so it is never half-written), ``<name>.md`` and
+    ``recall_per_epoch.png`` (``<name>_recall_per_epoch.png`` for another name).
 
     Returns
     -------
@@ -631,10 +689,11 @@ def write_results(
     out.mkdir(parents=True, exist_ok=True)
     stamped = {**result, "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     paths = {"json": out / f"{name}.json", "table": out / f"{name}.md"}
-    paths["json"].write_text(json.dumps(_json_safe(stamped), indent=1, allow_nan=False) + "\n")
+    _write_atomic(paths["json"], json.dumps(_json_safe(stamped), indent=1, allow_nan=False) + "\n")
     if "temperatures" in result:
         paths["table"].write_text(format_sweep_table(result) + "\n")
     else:
         paths["table"].write_text(format_table(result) + "\n")
-        paths["png"] = plot_recall_curves(result, out / "recall_per_epoch.png")
+        png = "recall_per_epoch.png" if name == "results" else f"{name}_recall_per_epoch.png"
+        paths["png"] = plot_recall_curves(result, out / png)
     return paths

@@ -336,6 +336,7 @@ def global_in_batch_candidates(
     *,
     correction: Correction = "inclusion_probability",
     remove_accidental_hits: bool = True,
+    validate: bool = True,
     group: dist.ProcessGroup | None = None,
 ) -> CandidateSet:
     """In-batch negatives of the global batch, for this rank's rows.
@@ -349,7 +350,7 @@ def global_in_batch_candidates(
     positive_probs : Tensor, optional
         ``(b,)`` p(y) of each positive, from the same frequency state on every rank
         (required unless ``correction="none"``).
-    correction, remove_accidental_hits
+    correction, remove_accidental_hits, validate
         As in :func:`recsys.negatives.in_batch_candidates`.
     group : ProcessGroup, optional
         Default: the world.
@@ -378,7 +379,12 @@ def global_in_batch_candidates(
         positive_ids, positive_embeddings, positive_probs, group
     )
     cs = in_batch_candidates(
-        ids, emb, probs, correction=correction, remove_accidental_hits=remove_accidental_hits
+        ids,
+        emb,
+        probs,
+        correction=correction,
+        remove_accidental_hits=remove_accidental_hits,
+        validate=validate,
     )
     return local_rows(cs, start, stop)
 
@@ -395,7 +401,8 @@ def global_mixed_candidates(
     exclude_batch: bool = False,
     correction: Correction = "inclusion_probability",
     remove_accidental_hits: bool = True,
-    check_replicated: bool = True,
+    validate: bool = True,
+    check_replicated: bool | None = None,
     group: dist.ProcessGroup | None = None,
 ) -> CandidateSet:
     """Mixed negatives of the global batch (its positives + ``B'`` shared random items).
@@ -413,11 +420,12 @@ def global_mixed_candidates(
         :func:`average_gradients` then counts them once).
     random_probs : Tensor or None
         ``(B',)`` p(y) of the random items.
-    catalog_size, exclude_batch, correction, remove_accidental_hits
+    catalog_size, exclude_batch, correction, remove_accidental_hits, validate
         As in :func:`recsys.negatives.mixed_candidates`; with ``exclude_batch`` the
         draw must have excluded the *global* batch's items.
-    check_replicated : bool, default True
-        Check (one all-reduce) that ``random_ids`` is the same on every rank.
+    check_replicated : bool, optional
+        Check (two all-reduces and a host synchronisation) that ``random_ids`` is the
+        same on every rank; default: ``validate``.
     group : ProcessGroup, optional
         Default: the world.
 
@@ -444,6 +452,8 @@ def global_mixed_candidates(
     """
     if not isinstance(random_ids, Tensor):
         raise TypeError(f"`random_ids` must be a torch.Tensor; got {type(random_ids).__name__}.")
+    if check_replicated is None:
+        check_replicated = validate
     if check_replicated and world_size(group) > 1:
         _check_replicated(random_ids, "random_ids", group)
     ids, emb, probs, start, stop = _global_batch(
@@ -460,6 +470,7 @@ def global_mixed_candidates(
         exclude_batch=exclude_batch,
         correction=correction,
         remove_accidental_hits=remove_accidental_hits,
+        validate=validate,
     )
     return local_rows(cs, start, stop)
 

@@ -25,8 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-#: Mersenne prime 2^31 - 1, modulus of the universal hash family.
-_PRIME = 2_147_483_647
+from recsys.model import hash_ids
 
 
 def _as_ids(ids, device: torch.device, name: str = "ids") -> Tensor:
@@ -116,9 +115,10 @@ class StreamingFrequencyEstimator:
     ----------
     n_buckets : int, default 2**20
         Rows of the arrays A (last step seen) and B (moving-average gap) per hash.
-    n_hashes : int, default 1
+    n_hashes : int, default 4
         Number of independent hash functions; the estimate takes the *largest* gap
         across them (collisions only shorten gaps), as in the paper's multi-hash variant.
+        An id is wrong only when it collides under every hash.
     alpha : float, default 0.01
         Learning rate of the moving average, in (0, 1].
     device : torch.device or str, optional
@@ -134,11 +134,12 @@ class StreamingFrequencyEstimator:
     update (the update is vectorised over the batch's distinct buckets), so the
     estimate is the per-batch frequency ``1 - (1 - p)^B`` (at most 1), not the
     expected count ``B p``. Initialisation (not specified in the paper): B is set to
-    the first observed gap at a bucket's second sighting; before that the estimate
-    is ``1 / (steps since first sighting)`` (seen once) or ``1 / (steps + 1)`` (never
-    seen), so log Q stays finite. Hashes: ``h(y) = ((a lo + b hi + c) mod P) mod
-    n_buckets`` with ``lo``, ``hi`` the low and high 31-bit halves of the int64 id and
-    ``P = 2^31 - 1`` -- overflow-free in int64 on any device.
+    the first observed gap at a bucket's second sighting. Before that a bucket seen
+    once has the provisional gap ``t`` = the number of steps recorded so far (one
+    sighting in ``t`` steps, counted from the estimator's start), and a bucket never
+    seen ``t + 1``, so log Q stays finite and an item's first sighting is *not* read
+    as "seen every step". Hashes: :func:`recsys.model.hash_ids`, a salted splitmix64
+    finaliser that mixes all 64 bits of the id, one salt per hash.
 
     References
     ----------
@@ -152,12 +153,15 @@ class StreamingFrequencyEstimator:
     ...     est.update([7, 7, 9])  # item 7 twice per batch
     >>> est.estimate([7, 9]).tolist()  # seen every step: gap 1, frequency 1 (not 2)
     [1.0, 1.0]
+    >>> est.update([7, 11])
+    >>> round(float(est.estimate([11])[0]), 3)  # first sighting: 1 in 5 steps, not 1
+    0.2
     """
 
     def __init__(
         self,
         n_buckets: int = 2**20,
-        n_hashes: int = 1,
+        n_hashes: int = 4,
         alpha: float = 0.01,
         *,
         device: torch.device | str | None = None,
@@ -174,9 +178,8 @@ class StreamingFrequencyEstimator:
         self.n_hashes = int(n_hashes)
         self.alpha = float(alpha)
         self.device = torch.device("cpu") if device is None else torch.device(device)
-        coeffs = np.random.SeedSequence(seed).generate_state(3 * self.n_hashes, np.uint32)
-        coeffs = coeffs.astype(np.int64) % (_PRIME - 1) + 1  # in [1, P - 1]
-        self._coeffs = torch.as_tensor(coeffs.reshape(self.n_hashes, 3), device=self.device)
+        salts = np.random.SeedSequence(seed).generate_state(self.n_hashes, np.uint64)
+        self._salts = tuple(int(v) & ((1 << 62) - 1) for v in salts)
         shape = (self.n_hashes, self.n_buckets)
         self.last_step = torch.full(shape, -1, dtype=torch.int64, device=self.device)  # A
         self.gap = torch.zeros(shape, dtype=torch.float64, device=self.device)  # B (0 = unset)
@@ -185,11 +188,7 @@ class StreamingFrequencyEstimator:
     def buckets(self, ids) -> Tensor:
         """Return the ``(n_hashes, n)`` bucket of each id under each hash."""
         ids = _as_ids(ids, self.device)  # (n,)
-        lo = torch.remainder(ids, _PRIME)  # (n,) in [0, P)
-        hi = torch.remainder(torch.div(ids, _PRIME, rounding_mode="floor"), _PRIME)  # (n,)
-        a, b, c = self._coeffs[:, 0:1], self._coeffs[:, 1:2], self._coeffs[:, 2:3]  # (H, 1)
-        h = torch.remainder(a * lo + b * hi + c, _PRIME)  # (H, n); a*lo < 2^62
-        return torch.remainder(h, self.n_buckets)  # (H, n)
+        return torch.stack([hash_ids(ids, salt, self.n_buckets) for salt in self._salts])
 
     def update(self, ids, step: int | None = None) -> None:
         """Record one batch of ids at ``step`` (default: the number of previous updates).
@@ -223,8 +222,9 @@ class StreamingFrequencyEstimator:
         rows = torch.arange(self.n_hashes, device=self.device).unsqueeze(1)  # (H, 1)
         gap = self.gap[rows, buckets]  # (H, n)
         last = self.last_step[rows, buckets]  # (H, n)
+        # seen once: one sighting in `step` steps; never seen: `step + 1`
         provisional = torch.where(
-            last >= 0, (self.step - last).double(), torch.full_like(gap, self.step + 1.0)
+            last >= 0, torch.full_like(gap, float(self.step)), torch.full_like(gap, self.step + 1.0)
         )  # (H, n)
         gap = torch.where(gap > 0, gap, provisional)
         return gap.max(dim=0).values.clamp(min=1.0)  # (n,)

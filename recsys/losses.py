@@ -226,12 +226,8 @@ def softmax_loss_from_logits(
         z = z - lq  # (B, C)
     if mask is not None:
         z = z.masked_fill(mask, -math.inf)  # (B, C)
-    loss = torch.logsumexp(z, dim=1) - z.gather(1, labels).squeeze(1)  # (B,)
-    if reduction == "mean":
-        return loss.mean()
-    if reduction == "sum":
-        return loss.sum()
-    return loss
+    # logsumexp_j z_ij - z_{i, y_i}, fused (log-softmax and its backward in one kernel each)
+    return nn.functional.cross_entropy(z, labels.squeeze(1), reduction=reduction)
 
 
 def _validate_sampled_softmax_loss(query, candidates, temperature):

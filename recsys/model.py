@@ -150,6 +150,13 @@ class TwoTower(nn.Module):
     similarity : {"cosine", "dot"}, default "cosine"
         ``"cosine"`` L2-normalises the user and item vectors, so that the logit is
         ``cos / temperature`` in the loss (cosine x 20 = temperature 0.05).
+    init_scale : float, optional
+        Standard deviation of the N(0, init_scale^2) initial table entries (and of the
+        default history token). None (default): ``1 / sqrt(n_tables * dim)``, so a summed
+        item embedding has unit expected squared norm; 1.0 gives the N(0, 1) tables of
+        common reference implementations. With cosine similarity this scale changes how
+        fast the tables move relative to their size under Adam, and so which training
+        method is ahead early on (``docs/recsys.md``, init-scale sweep).
     hash_seed : int, default 0
         Seed of the table salts (kept fixed across training seeds by default, so that
         every run uses the same hash functions).
@@ -178,11 +185,22 @@ class TwoTower(nn.Module):
         dim: int = 64,
         hidden: Sequence[int] = (64, 64, 64),
         similarity: Literal["cosine", "dot"] = "cosine",
+        init_scale: float | None = None,
         hash_seed: int = 0,
         rng: int | np.random.SeedSequence | None = None,
     ) -> None:
         super().__init__()
         _validate_two_tower(n_tables, n_rows, dim, hidden, similarity)
+        if init_scale is not None and not (
+            isinstance(init_scale, numbers.Real)
+            and not isinstance(init_scale, bool)
+            and np.isfinite(init_scale)
+            and init_scale > 0
+        ):
+            raise ValueError(
+                f"`init_scale` must be positive and finite or None; got {init_scale!r}."
+            )
+        self.init_scale = None if init_scale is None else float(init_scale)
         self.n_tables = int(n_tables)
         self.n_rows = int(n_rows)
         self.dim = int(dim)
@@ -204,14 +222,15 @@ class TwoTower(nn.Module):
     def reset_parameters(self, rng: int | np.random.SeedSequence | None = None) -> None:
         """Initialise every parameter from a seeded ``torch.Generator``.
 
-        Tables and the default token are N(0, 1/(n_tables*dim)) (so a summed item
-        vector has unit expected squared norm); linear layers use U(-1/sqrt(fan_in),
+        Tables and the default token are N(0, init_scale^2), by default
+        N(0, 1/(n_tables*dim)) (so a summed item vector has unit expected squared norm);
+        linear layers use U(-1/sqrt(fan_in),
         1/sqrt(fan_in)) like torch's default, but from the given seed.
         """
         seed = int(as_seed_sequence(rng).generate_state(1, np.uint64)[0] >> np.uint64(1))
         gen = torch.Generator().manual_seed(seed)
         with torch.no_grad():
-            std = 1.0 / np.sqrt(self.n_tables * self.dim)
+            std = self.init_scale or 1.0 / np.sqrt(self.n_tables * self.dim)
             self.tables.copy_(torch.randn(self.tables.shape, generator=gen) * std)
             self.default_history.copy_(torch.randn(self.dim, generator=gen) * std)
             for layer in self.mlp:
@@ -226,6 +245,21 @@ class TwoTower(nn.Module):
         """Return the row of each item in each table, shape ``items.shape + (n_tables,)``."""
         return torch.stack([hash_ids(items, s, self.n_rows) for s in self.salts], dim=-1)
 
+    def flat_rows(self, items: Tensor) -> Tensor:
+        """Rows of ``tables.view(n_tables * n_rows, dim)``, shape ``items.shape + (n_tables,)``.
+
+        Hash once (e.g. for the whole catalog) and pass the result to
+        :meth:`item_vector_from_rows` / :meth:`user_vector_from_rows`: training does so to
+        keep hashing out of the step.
+        """
+        offsets = torch.arange(self.n_tables, device=items.device) * self.n_rows  # (T,)
+        return self.hashed_rows(items) + offsets
+
+    def _embedding_from_rows(self, rows: Tensor, weights: Tensor | None = None) -> Tensor:
+        """Sum over the last axis of ``rows`` (K, S) of (weighted) table rows -> (K, dim)."""
+        flat = self.tables.view(-1, self.dim)  # (T * R, d)
+        return nn.functional.embedding_bag(rows, flat, mode="sum", per_sample_weights=weights)
+
     def item_embedding(self, items: Tensor) -> Tensor:
         """Sum of the item's hashed rows over the tables (before any normalisation).
 
@@ -237,9 +271,14 @@ class TwoTower(nn.Module):
         -------
         torch.Tensor, shape (..., dim)
         """
-        rows = self.hashed_rows(items)  # (..., n_tables)
-        table_index = torch.arange(self.n_tables, device=items.device)  # (n_tables,)
-        return self.tables[table_index, rows].sum(dim=-2)  # (..., dim)
+        rows = self.flat_rows(items)  # (..., n_tables)
+        out = self._embedding_from_rows(rows.reshape(-1, self.n_tables))  # (K, d)
+        return out.view(*items.shape, self.dim)
+
+    def item_vector_from_rows(self, rows: Tensor) -> Tensor:
+        """Item vectors from :meth:`flat_rows` output (K, n_tables) -> (K, dim)."""
+        v = self._embedding_from_rows(rows)  # (K, d)
+        return nn.functional.normalize(v, dim=-1) if self.similarity == "cosine" else v
 
     def item_vector(self, items: Tensor) -> Tensor:
         """Candidate-side item vectors, shape ``items.shape + (dim,)`` (unit norm if cosine)."""
@@ -260,10 +299,19 @@ class TwoTower(nn.Module):
             MLP of the masked mean of the history embeddings (the default token when a
             row is empty), unit norm if cosine.
         """
-        mask = (history >= 0).unsqueeze(-1)  # (B, L, 1)
-        emb = self.item_embedding(history.clamp_min(0)) * mask  # (B, L, dim)
-        count = mask.sum(dim=1)  # (B, 1)
-        pooled = emb.sum(dim=1) / count.clamp_min(1)  # (B, dim)
+        return self.user_vector_from_rows(self.flat_rows(history.clamp_min(0)), history >= 0)
+
+    def user_vector_from_rows(self, rows: Tensor, valid: Tensor) -> Tensor:
+        """User vectors from the history's :meth:`flat_rows` (B, L, T) and its mask (B, L).
+
+        One weighted bag per row: each valid slot's ``n_tables`` rows weigh
+        ``1 / (number of valid slots)``, the masked mean of the history embeddings.
+        """
+        b, length, t = rows.shape
+        count = valid.sum(dim=1, keepdim=True)  # (B, 1)
+        weights = valid.to(self.tables.dtype) / count.clamp_min(1)  # (B, L)
+        weights = weights.unsqueeze(-1).expand(b, length, t).reshape(b, length * t)  # (B, L T)
+        pooled = self._embedding_from_rows(rows.reshape(b, length * t), weights)  # (B, d)
         pooled = torch.where(count > 0, pooled, self.default_history)  # (B, dim)
         u = self.mlp(pooled)  # (B, dim)
         return nn.functional.normalize(u, dim=-1) if self.similarity == "cosine" else u

@@ -33,6 +33,7 @@ References
 
 from __future__ import annotations
 
+import math
 import numbers
 import sys
 import time
@@ -45,14 +46,9 @@ from tqdm import tqdm
 
 from recsys import distributed
 from recsys.data import Examples
-from recsys.losses import sampled_softmax_loss
+from recsys.losses import sampled_softmax_loss, softmax_loss_from_logits
 from recsys.model import TwoTower
-from recsys.negatives import (
-    CandidateSet,
-    full_softmax_candidates,
-    sample_uniform_negatives,
-    sampled_softmax_candidates,
-)
+from recsys.negatives import sample_uniform_negatives
 from sim import RngLike, as_seed_sequence, child_sequences
 
 __all__ = [
@@ -251,57 +247,77 @@ class _StreamingShares:
         return self.estimator.item_probability(ids, self.batch_size)
 
 
-def _candidates(
+def _step_loss(
     config: TrainConfig,
     model: TwoTower,
+    history: torch.Tensor,
     target: torch.Tensor,
-    n_items: int,
+    item_rows: torch.Tensor,
     shares: Callable[[torch.Tensor], torch.Tensor] | None,
     gen: torch.Generator,
-) -> CandidateSet:
-    device = target.device
+) -> torch.Tensor:
+    """Loss of one batch: history (B, L), target (B,), ``item_rows`` (N, T) hashed rows.
+
+    Inputs were validated once before the epoch, so nothing here synchronises with
+    the host: the builders and the loss run with ``validate=False``. ``sampled``
+    scores each row against its own positive and the shared negatives only (logits
+    ``(B, 1 + B')``): the same loss as :func:`recsys.negatives.sampled_softmax_candidates`
+    (which also holds the other rows' positives, masked), without the masked columns
+    (``tests/recsys/test_train.py`` checks the two agree).
+    """
+    n_items = item_rows.shape[0]
+    b = target.shape[0]
+    user = model.user_vector_from_rows(item_rows[history.clamp_min(0)], history >= 0)  # (B, d)
     method = config.base_method
+    tau = config.temperature
     if method == "full":
-        items = model.item_vector(torch.arange(n_items, device=device))  # (N, d)
-        return full_softmax_candidates(target, items)
-    correction = config.correction if config.logq else "none"
+        items = model.item_vector_from_rows(item_rows)  # (N, d)
+        return softmax_loss_from_logits(user @ items.T / tau, target, validate=False)
+    negatives = sample_uniform_negatives(
+        config.n_negatives if method != "inbatch" else 0,
+        n_items,
+        generator=gen,
+        device=target.device,
+    )  # (B',)
+    both = model.item_vector_from_rows(item_rows[torch.cat([target, negatives])])  # (B + B', d)
     if method == "sampled":
-        negatives = sample_uniform_negatives(
-            config.n_negatives, n_items, generator=gen, device=device
-        )  # (B',)
-        both = model.item_vector(torch.cat([target, negatives]))  # (B + B', d)
-        b = target.shape[0]
-        return sampled_softmax_candidates(
-            target,
-            both[:b],
-            negatives,
-            both[b:],
-            catalog_size=n_items,
-            correction="expected_count" if config.logq else "none",
-        )
+        scaled = user / tau  # (B, d): 1/tau folded into the user side, one (B, d) op
+        pos_logit = (scaled * both[:b]).sum(dim=1, keepdim=True)  # (B, 1)
+        neg_logit = scaled @ both[b:].T  # (B, B')
+        if config.logq:  # log Q = log(B'/N), the expected count of each uniform negative
+            neg_logit = neg_logit - math.log(max(negatives.shape[0], 1) / n_items)
+        hits = negatives.unsqueeze(0) == target.unsqueeze(1)  # (B, B') accidental hits
+        logits = torch.cat([pos_logit, neg_logit.masked_fill(hits, -math.inf)], dim=1)
+        labels = torch.zeros(b, dtype=torch.int64, device=target.device)
+        return softmax_loss_from_logits(logits, labels, validate=False)  # (B, 1 + B') logits
+    correction = config.correction if config.logq else "none"
     # in-batch and mixed: the candidates are the *global* batch's positives (every
-    # rank's, gathered; the local batch itself in one process), see recsys.distributed
+    # process's, gathered; the batch itself in one process), see recsys.distributed;
+    # the B' negatives are the same on every process (the same generator seed)
     p_target = shares(target) if (shares is not None and config.logq) else None  # (B,)
     if method == "inbatch":
-        return distributed.global_in_batch_candidates(
-            target, model.item_vector(target), p_target, correction=correction
+        cs = distributed.global_in_batch_candidates(
+            target, both, p_target, correction=correction, validate=False
         )
-    negatives = sample_uniform_negatives(
-        config.n_negatives, n_items, generator=gen, device=device
-    )  # (B',)
-    both = model.item_vector(torch.cat([target, negatives]))  # (B + B', d)
-    b = target.shape[0]
-    p_random = shares(negatives) if (shares is not None and config.logq) else None  # (B',)
-    return distributed.global_mixed_candidates(
-        target,
-        both[:b],
-        p_target,
-        negatives,
-        both[b:],
-        p_random,
-        catalog_size=n_items,
-        correction=correction,
-    )
+    else:
+        p_random = shares(negatives) if (shares is not None and config.logq) else None  # (B',)
+        cs = distributed.global_mixed_candidates(
+            target, both[:b], p_target, negatives, both[b:], p_random,
+            catalog_size=n_items, correction=correction, validate=False,
+        )  # fmt: skip
+    return sampled_softmax_loss(
+        user, cs.candidates, cs.labels, cs.log_q, mask=cs.mask, temperature=tau,
+        q_unit=cs.q_unit, validate=False,
+    )  # fmt: skip
+
+
+def _check_finite_parameters(model: TwoTower, epoch: int) -> None:
+    """Once per epoch (one host synchronisation): training must not have diverged."""
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        raise ValueError(
+            f"training diverged in epoch {epoch + 1}: a parameter is NaN or infinite "
+            "(lower `lr` or raise `temperature`)."
+        )
 
 
 def _validate_train_model(model: object, examples: object, n_items: int, config: object) -> None:
@@ -371,8 +387,8 @@ def train_model(
     ``temperature=config.temperature`` and the builders' default accidental-hit
     masking (``correct_positive=False``); one Adam step.
 
-    Called inside a process group of ``N`` processes (:func:`recsys.distributed.launch`),
-    every process takes the same global batches (the same ``rng``) and trains on its
+    Called inside a group of ``N`` processes (:func:`recsys.distributed.launch`), every
+    process takes the same global batches (the same ``rng``) and trains on its
     ``B / N`` rows of each (``batch_size`` must be a multiple of ``N``); the in-batch
     and mixed candidates are the whole global batch's
     (:func:`recsys.distributed.global_in_batch_candidates`), the streaming frequency
@@ -392,9 +408,11 @@ def train_model(
     order_gen = _torch_generator(order_ss, torch.device("cpu"))
     neg_gen = _torch_generator(negatives_ss, dev)
     model.to(dev)
-    distributed.broadcast_parameters(model)  # every rank starts from rank 0's weights
+    distributed.broadcast_parameters(model)  # every process starts from process 0's weights
     model.train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    # fused Adam: one kernel for all parameters, same update as the default (foreach) one
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, fused=True)
+    item_rows = model.flat_rows(torch.arange(n_items, device=dev))  # (N, T), hashed once
     history_all = torch.as_tensor(examples.history, device=dev)  # (n, L)
     target_all = torch.as_tensor(examples.target, device=dev)  # (n,)
     shares: Callable[[torch.Tensor], torch.Tensor] | None = None
@@ -420,7 +438,7 @@ def train_model(
         leave=False,
     )
     try:
-        for _ in range(config.n_epochs):
+        for epoch in range(config.n_epochs):
             start = time.perf_counter()
             order = torch.randperm(n, generator=order_gen).to(dev)  # (n,)
             loss_sum = torch.zeros((), device=dev)
@@ -428,28 +446,20 @@ def train_model(
                 rows = order[step * config.batch_size : (step + 1) * config.batch_size]  # (B,)
                 rows = rows[my_rank * local_batch : (my_rank + 1) * local_batch]  # (B/N,)
                 history, target = history_all[rows], target_all[rows]  # (B/N, L), (B/N,)
-                if streaming is not None:  # the same global ids, so the same state, on all ranks
+                loss = _step_loss(config, model, history, target, item_rows, shares, neg_gen)
+                if streaming is not None:  # read, then update: Q never counts its own batch
+                    # with the global batch's ids: the same state on every process
                     streaming.update(distributed.all_gather_tensor(target))
-                user = model.user_vector(history)  # (B, d)
-                cs = _candidates(config, model, target, n_items, shares, neg_gen)
-                loss = sampled_softmax_loss(
-                    user,
-                    cs.candidates,
-                    cs.labels,
-                    cs.log_q,
-                    mask=cs.mask,
-                    temperature=config.temperature,
-                    q_unit=cs.q_unit,
-                )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                distributed.average_gradients(model)  # what DDP does: the mean over ranks
+                distributed.average_gradients(model)  # what DDP does: the mean over processes
                 optimizer.step()
                 loss_sum += loss.detach()
                 n_steps += 1
                 bar.update(1)
             loss_sum = distributed.all_gather_tensor(loss_sum.reshape(1)).mean()  # global
             epoch_loss.append(float(loss_sum) / max(steps_per_epoch, 1))
+            _check_finite_parameters(model, epoch)
             if dev.type == "cuda":
                 torch.cuda.synchronize(dev)
             train_seconds += time.perf_counter() - start

@@ -21,7 +21,7 @@ ids_strategy = st.lists(st.integers(0, 6), min_size=2, max_size=12)
 
 
 def _reference_mask(cand_ids, pos_ids, remove_hits, dedupe, exclude_others, dedupe_start=0):
-    """Slow per-element reference of the builders' masks."""
+    """Slow per-element reference of the builders' masks (row i's positive is column i)."""
     b, c = len(pos_ids), len(cand_ids)
     mask = np.zeros((b, c), dtype=bool)
     for i in range(b):
@@ -30,8 +30,9 @@ def _reference_mask(cand_ids, pos_ids, remove_hits, dedupe, exclude_others, dedu
                 continue
             if remove_hits and cand_ids[j] == pos_ids[i]:
                 mask[i, j] = True
-            if dedupe and j >= dedupe_start and cand_ids[j] in cand_ids[dedupe_start:j]:
-                mask[i, j] = True
+            earlier = [cand_ids[k] for k in range(dedupe_start, j) if k != i]
+            if dedupe and j >= dedupe_start and cand_ids[j] in earlier:
+                mask[i, j] = True  # per row: the row's own column is not a negative's copy
             if exclude_others and j < b:
                 mask[i, j] = True
     return mask
