@@ -798,7 +798,7 @@ def _comparison_rank(data: Any, config: Any, kwargs: dict[str, Any]) -> Any:
 def launch_comparison(
     data: Any,
     config: Any,
-    n_processes: int,
+    world_size: int,
     *,
     rng: Any = 0,
     device: str | torch.device = "cpu",
@@ -806,7 +806,7 @@ def launch_comparison(
     data_label: str = "data",
     timeout_s: float = 7 * 24 * 3600.0,
 ) -> dict[str, Any]:
-    """Run :func:`recsys.compare.run_comparison` in ``n_processes`` processes.
+    """Run :func:`recsys.compare.run_comparison` in ``world_size`` processes.
 
     Every process runs the same comparison (same folds, seeds, initial weights and
     global batches); :func:`recsys.train.train_model` gives each its ``B / N`` rows of
@@ -819,9 +819,9 @@ def launch_comparison(
     ----------
     data : recsys.data.Interactions
     config : recsys.compare.CompareConfig
-        ``batch_size`` must be a multiple of ``n_processes``.
-    n_processes : int
-        ``N`` >= 1.
+        ``batch_size`` must be a multiple of ``world_size``.
+    world_size : int
+        Number of processes ``N`` >= 1.
     rng, device, progress, data_label
         As in :func:`recsys.compare.run_comparison`.
     timeout_s : float, default one week
@@ -830,29 +830,29 @@ def launch_comparison(
     Returns
     -------
     dict
-        Rank 0's result; ``config.world_size`` is ``n_processes``.
+        Rank 0's result; ``config.world_size`` is ``world_size``.
     """
     from recsys.train import resolve_device
 
-    if isinstance(n_processes, bool) or not isinstance(n_processes, (int, np.integer)):
-        raise TypeError(f"`n_processes` must be an int; got {type(n_processes).__name__}.")
-    if n_processes < 1:
-        raise ValueError(f"`n_processes` must be >= 1; got {n_processes}.")
-    if config.batch_size % n_processes:
+    if isinstance(world_size, bool) or not isinstance(world_size, (int, np.integer)):
+        raise TypeError(f"`world_size` must be an int; got {type(world_size).__name__}.")
+    if world_size < 1:
+        raise ValueError(f"`world_size` must be >= 1; got {world_size}.")
+    if config.batch_size % world_size:
         raise ValueError(
-            f"`batch_size` must be a multiple of the number of processes {n_processes}; "
+            f"`batch_size` must be a multiple of the number of processes {world_size}; "
             f"got {config.batch_size}."
         )
     dev = resolve_device(device)
     kwargs = {"rng": rng, "device": str(dev), "progress": progress, "data_label": data_label}
     results = launch(
         _comparison_rank,
-        int(n_processes),
+        int(world_size),
         data,
         config,
         kwargs,
         backend="nccl" if dev.type == "cuda" else "gloo",
         timeout_s=timeout_s,
-        threads=max(1, torch.get_num_threads() // int(n_processes)),
+        threads=max(1, torch.get_num_threads() // int(world_size)),
     )
     return results[0]

@@ -428,3 +428,12 @@ def test_world_size_must_divide_the_batch():
     with pytest.raises(SystemExit) as info:
         main([*TINY_COMPARE, "--world-size", "3", "--out", "unused"])
     assert info.value.code == 2
+
+
+def test_world_size_must_be_positive():
+    from recsys.compare import CompareConfig, run_comparison
+    from recsys.data import synthetic_movielens
+
+    data = synthetic_movielens(40, 30, mean_ratings=15, min_positives=5, rng=0)
+    with pytest.raises(ValueError, match=r"`world_size` must be >= 1; got 0"):
+        run_comparison(data, CompareConfig(n_seeds=1, n_folds=4, ks=(5,)), world_size=0)
