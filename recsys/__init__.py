@@ -2,84 +2,70 @@
 
 Sampled softmax, logQ-corrected in-batch and mixed negatives, frequency estimation, a
 two-tower candidate generator and Recall@K.
+
+The names below are imported on first use (PEP 562), so that ``python -m recsys`` can
+check its arguments (``--out`` first) before torch is loaded.
 """
 
-from recsys.compare import CompareConfig, run_comparison, temperature_sweep
-from recsys.data import (
-    Examples,
-    Interactions,
-    generate_synthetic_ratings,
-    kfold_user_splits,
-    leave_last_out,
-    load_movielens,
-    make_examples,
-    random_user_split,
-    synthetic_movielens,
-)
-from recsys.frequency import ExactFrequency, StreamingFrequencyEstimator
-from recsys.losses import (
-    MixedNegativesLoss,
-    SampledSoftmaxLoss,
-    sampled_softmax_loss,
-    softmax_loss_from_logits,
-)
-from recsys.metrics import EvaluationResult, evaluate_retrieval, ndcg_at_k, recall_at_k
-from recsys.model import TwoTower, hash_ids
-from recsys.negatives import (
-    CandidateSet,
-    expected_count,
-    expected_distinct,
-    first_occurrence,
-    full_softmax_candidates,
-    in_batch_candidates,
-    inclusion_probability,
-    mixed_candidates,
-    sample_uniform_negatives,
-    sample_unigram_negatives,
-    sampled_softmax_candidates,
-)
-from recsys.train import TrainConfig, TrainResult, train_model
+from __future__ import annotations
 
-__all__: list[str] = []
-__all__ += [
-    "CandidateSet",
-    "ExactFrequency",
-    "StreamingFrequencyEstimator",
-    "MixedNegativesLoss",
-    "SampledSoftmaxLoss",
-    "expected_count",
-    "expected_distinct",
-    "first_occurrence",
-    "full_softmax_candidates",
-    "in_batch_candidates",
-    "inclusion_probability",
-    "mixed_candidates",
-    "sample_uniform_negatives",
-    "sample_unigram_negatives",
-    "sampled_softmax_candidates",
-    "sampled_softmax_loss",
-    "softmax_loss_from_logits",
-]
-__all__ += [
-    "CompareConfig",
-    "EvaluationResult",
-    "Examples",
-    "Interactions",
-    "TrainConfig",
-    "TrainResult",
-    "TwoTower",
-    "evaluate_retrieval",
-    "generate_synthetic_ratings",
-    "hash_ids",
-    "kfold_user_splits",
-    "leave_last_out",
-    "load_movielens",
-    "make_examples",
-    "ndcg_at_k",
-    "random_user_split",
-    "recall_at_k",
-    "run_comparison",
-    "synthetic_movielens",
-    "temperature_sweep",
-    "train_model",
-]
+import importlib
+from typing import Any
+
+_LAZY: dict[str, str] = {
+    "CandidateSet": "recsys.negatives",
+    "CompareConfig": "recsys.compare",
+    "EvaluationResult": "recsys.metrics",
+    "ExactFrequency": "recsys.frequency",
+    "Examples": "recsys.data",
+    "Interactions": "recsys.data",
+    "MixedNegativesLoss": "recsys.negatives",
+    "SampledSoftmaxLoss": "recsys.losses",
+    "StreamingFrequencyEstimator": "recsys.frequency",
+    "TrainConfig": "recsys.train",
+    "TrainResult": "recsys.train",
+    "TwoTower": "recsys.model",
+    "evaluate_retrieval": "recsys.metrics",
+    "expected_count": "recsys.negatives",
+    "expected_distinct": "recsys.negatives",
+    "first_occurrence": "recsys.negatives",
+    "full_softmax_candidates": "recsys.negatives",
+    "generate_synthetic_ratings": "recsys.data",
+    "hash_ids": "recsys.model",
+    "in_batch_candidates": "recsys.negatives",
+    "inclusion_probability": "recsys.negatives",
+    "kfold_user_splits": "recsys.data",
+    "leave_last_out": "recsys.data",
+    "load_movielens": "recsys.data",
+    "make_examples": "recsys.data",
+    "mixed_candidates": "recsys.negatives",
+    "ndcg_at_k": "recsys.metrics",
+    "random_user_split": "recsys.data",
+    "recall_at_k": "recsys.metrics",
+    "run_comparison": "recsys.compare",
+    "sample_uniform_negatives": "recsys.negatives",
+    "sample_unigram_negatives": "recsys.negatives",
+    "sampled_softmax_candidates": "recsys.negatives",
+    "sampled_softmax_loss": "recsys.losses",
+    "softmax_loss_from_logits": "recsys.losses",
+    "synthetic_movielens": "recsys.data",
+    "temperature_sweep": "recsys.compare",
+    "train_model": "recsys.train",
+}
+_SUBMODULES = ("compare", "data", "frequency", "losses", "metrics", "model", "negatives", "train")
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    if name in _SUBMODULES:
+        return importlib.import_module(f"recsys.{name}")
+    raise AttributeError(f"module 'recsys' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY, *_SUBMODULES])

@@ -19,18 +19,10 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from recsys.compare import (
-    CompareConfig,
-    format_sweep_table,
-    format_table,
-    run_comparison,
-    temperature_sweep,
-    write_results,
-)
-from recsys.data import Interactions, load_movielens, synthetic_movielens
-from recsys.train import parse_methods
+if TYPE_CHECKING:
+    from recsys.data import Interactions
 
 
 def _list_of(cast: type) -> Callable[[str], tuple]:
@@ -62,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
         "--threads",
         type=int,
         default=1,
-        help="torch CPU threads (default 1, measured fastest on a shared machine; 0 = torch's default)",
+        help="torch CPU threads (default 1: measured fastest on a shared machine; 0: torch's)",
     )
     common.add_argument(
         "--init-scale",
@@ -107,6 +99,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _load(args: argparse.Namespace) -> tuple[Interactions, str]:
+    from recsys.data import load_movielens, synthetic_movielens
+
     if args.data == "synthetic":
         data = synthetic_movielens(
             args.synthetic_users,
@@ -155,10 +149,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         partial.update(result)
 
     try:
-        methods = parse_methods(args.methods)
         if args.threads < 0:
             raise ValueError(f"`--threads` must be >= 0; got {args.threads}.")
-        out_dir = _check_out_dir(args.out)
+        out_dir = _check_out_dir(args.out)  # before torch is imported: fails in seconds
+        from recsys.compare import (
+            CompareConfig,
+            format_sweep_table,
+            format_table,
+            run_comparison,
+            temperature_sweep,
+            write_results,
+        )
+        from recsys.train import parse_methods
+
+        methods = parse_methods(args.methods)
         if args.threads > 0:
             import torch
 

@@ -378,7 +378,7 @@ def run_comparison(
 
 
 def _assemble(config, dev, data, data_label, root, runs, final, per_epoch, speed, seconds):
-    """The result dict of the seeds completed so far (``len(runs)`` of them)."""
+    """Return the result dict of the seeds completed so far (``len(runs)`` of them)."""
     columns = _metric_columns(config.ks)
     methods_out: dict[str, Any] = {}
     for method in config.methods:

@@ -45,6 +45,8 @@ Conventions
 * Units: ``q_unit="probability"`` (an inclusion probability or an item share, checked
   to lie in (0, 1]) or ``q_unit="expected_count"`` (positive, may exceed 1). Only the
   unmasked entries are checked.
+* Imports point one way: :mod:`recsys.negatives` (the builders, ``CandidateSet``,
+  ``MixedNegativesLoss``) uses this module; this module imports nothing of recsys.
 * Pairings that are consistent (expected gradient -> full-softmax gradient, bias
   O(1/m)): ``correct_positive=False`` with accidental hits masked (the default of both
   the loss and the builders), or ``correct_positive=True`` with accidental hits *kept*
@@ -70,14 +72,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from recsys.negatives import (
-    CandidateSet,
-    Correction,
-    QUnit,
-    in_batch_candidates,
-    mixed_candidates,
-)
-
+QUnit = Literal["probability", "expected_count"]
 Reduction = Literal["mean", "sum", "none"]
 _Q_UNITS = ("probability", "expected_count")
 _REDUCTIONS = ("mean", "sum", "none")
@@ -412,14 +407,14 @@ class SampledSoftmaxLoss(nn.Module):
     def forward(
         self,
         query: Tensor,
-        candidates: Tensor | CandidateSet,
+        candidates,
         labels: Tensor | None = None,
         log_q: Tensor | None = None,
         mask: Tensor | None = None,
         q_unit: QUnit = "probability",
     ) -> Tensor:
-        """Loss of ``query`` (B, d) on a :class:`CandidateSet` or explicit tensors."""
-        if isinstance(candidates, CandidateSet):
+        """Loss of ``query`` (B, d) on a :class:`~recsys.negatives.CandidateSet` or tensors."""
+        if not isinstance(candidates, Tensor):  # a CandidateSet (recsys.negatives)
             if labels is not None or log_q is not None or mask is not None:
                 raise ValueError(
                     "pass either a CandidateSet or (candidates, labels, log_q, mask), not both."
@@ -449,83 +444,3 @@ class SampledSoftmaxLoss(nn.Module):
             f"temperature={self.temperature}, correct_positive={self.correct_positive}, "
             f"reduction={self.reduction!r}"
         )
-
-
-class MixedNegativesLoss(SampledSoftmaxLoss):
-    """In-batch (``B' = 0``) or mixed negatives with the logQ correction, as a module.
-
-    Parameters
-    ----------
-    temperature : float, default 1.0
-        ``tau`` > 0.
-    correction : {"inclusion_probability", "expected_count", "none"}
-        Which Q (see :func:`recsys.negatives.mixed_candidates`).
-    remove_accidental_hits : bool, default True
-        Mask other rows' copies of a row's positive.
-    correct_positive : bool, default False
-        As in :func:`sampled_softmax_loss`.
-    exclude_batch : bool, default False
-        Whether the random items were drawn excluding the batch's items.
-    reduction : {"mean", "sum", "none"}, default "mean"
-        Reduction over rows.
-
-    Examples
-    --------
-    >>> loss = MixedNegativesLoss()
-    >>> e = torch.eye(3)
-    >>> out = loss(e, torch.tensor([0, 1, 2]), e, torch.full((3,), 0.1))  # in-batch
-    >>> round(float(out), 4) == round(float(
-    ...     in_batch_candidates(torch.tensor([0, 1, 2]), e, torch.full((3,), 0.1)).loss(e)), 4)
-    True
-    """
-
-    def __init__(
-        self,
-        temperature: float = 1.0,
-        correction: Correction = "inclusion_probability",
-        remove_accidental_hits: bool = True,
-        correct_positive: bool = False,
-        exclude_batch: bool = False,
-        reduction: Reduction = "mean",
-    ) -> None:
-        super().__init__(temperature, correct_positive, reduction)
-        self.correction = correction
-        self.remove_accidental_hits = bool(remove_accidental_hits)
-        self.exclude_batch = bool(exclude_batch)
-
-    def forward(  # type: ignore[override]
-        self,
-        query: Tensor,
-        positive_ids: Tensor,
-        positive_embeddings: Tensor,
-        positive_probs: Tensor | None = None,
-        random_ids: Tensor | None = None,
-        random_embeddings: Tensor | None = None,
-        random_probs: Tensor | None = None,
-        catalog_size: int | None = None,
-    ) -> Tensor:
-        """Loss of ``query`` (B, d) against the positives (B, d) and random items (B', d)."""
-        if random_ids is None:
-            cs = in_batch_candidates(
-                positive_ids,
-                positive_embeddings,
-                positive_probs,
-                correction=self.correction,
-                remove_accidental_hits=self.remove_accidental_hits,
-            )
-        else:
-            if random_embeddings is None:
-                raise ValueError("`random_embeddings` must be given with `random_ids`.")
-            cs = mixed_candidates(
-                positive_ids,
-                positive_embeddings,
-                positive_probs,
-                random_ids,
-                random_embeddings,
-                random_probs,
-                catalog_size=catalog_size,
-                exclude_batch=self.exclude_batch,
-                correction=self.correction,
-                remove_accidental_hits=self.remove_accidental_hits,
-            )
-        return super().forward(query, cs)

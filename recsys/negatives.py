@@ -59,8 +59,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from recsys.losses import QUnit, Reduction, SampledSoftmaxLoss, sampled_softmax_loss
+
 Correction = Literal["expected_count", "inclusion_probability", "none"]
-QUnit = Literal["probability", "expected_count"]
 _CORRECTIONS = ("expected_count", "inclusion_probability", "none")
 
 
@@ -101,11 +102,9 @@ class CandidateSet:
         *,
         temperature: float = 1.0,
         correct_positive: bool = False,
-        reduction: Literal["mean", "sum", "none"] = "mean",
+        reduction: Reduction = "mean",
     ) -> Tensor:
         """Return :func:`recsys.losses.sampled_softmax_loss` of ``query`` (B, d) on this set."""
-        from recsys.losses import sampled_softmax_loss
-
         return sampled_softmax_loss(
             query,
             self.candidates,
@@ -899,3 +898,83 @@ def in_batch_candidates(
         remove_accidental_hits=remove_accidental_hits,
         validate=validate,
     )
+
+
+class MixedNegativesLoss(SampledSoftmaxLoss):
+    """In-batch (``B' = 0``) or mixed negatives with the logQ correction, as a module.
+
+    Parameters
+    ----------
+    temperature : float, default 1.0
+        ``tau`` > 0.
+    correction : {"inclusion_probability", "expected_count", "none"}
+        Which Q (see :func:`recsys.negatives.mixed_candidates`).
+    remove_accidental_hits : bool, default True
+        Mask other rows' copies of a row's positive.
+    correct_positive : bool, default False
+        As in :func:`sampled_softmax_loss`.
+    exclude_batch : bool, default False
+        Whether the random items were drawn excluding the batch's items.
+    reduction : {"mean", "sum", "none"}, default "mean"
+        Reduction over rows.
+
+    Examples
+    --------
+    >>> loss = MixedNegativesLoss()
+    >>> e = torch.eye(3)
+    >>> out = loss(e, torch.tensor([0, 1, 2]), e, torch.full((3,), 0.1))  # in-batch
+    >>> round(float(out), 4) == round(float(
+    ...     in_batch_candidates(torch.tensor([0, 1, 2]), e, torch.full((3,), 0.1)).loss(e)), 4)
+    True
+    """
+
+    def __init__(
+        self,
+        temperature: float = 1.0,
+        correction: Correction = "inclusion_probability",
+        remove_accidental_hits: bool = True,
+        correct_positive: bool = False,
+        exclude_batch: bool = False,
+        reduction: Reduction = "mean",
+    ) -> None:
+        super().__init__(temperature, correct_positive, reduction)
+        self.correction = correction
+        self.remove_accidental_hits = bool(remove_accidental_hits)
+        self.exclude_batch = bool(exclude_batch)
+
+    def forward(  # type: ignore[override]
+        self,
+        query: Tensor,
+        positive_ids: Tensor,
+        positive_embeddings: Tensor,
+        positive_probs: Tensor | None = None,
+        random_ids: Tensor | None = None,
+        random_embeddings: Tensor | None = None,
+        random_probs: Tensor | None = None,
+        catalog_size: int | None = None,
+    ) -> Tensor:
+        """Loss of ``query`` (B, d) against the positives (B, d) and random items (B', d)."""
+        if random_ids is None:
+            cs = in_batch_candidates(
+                positive_ids,
+                positive_embeddings,
+                positive_probs,
+                correction=self.correction,
+                remove_accidental_hits=self.remove_accidental_hits,
+            )
+        else:
+            if random_embeddings is None:
+                raise ValueError("`random_embeddings` must be given with `random_ids`.")
+            cs = mixed_candidates(
+                positive_ids,
+                positive_embeddings,
+                positive_probs,
+                random_ids,
+                random_embeddings,
+                random_probs,
+                catalog_size=catalog_size,
+                exclude_batch=self.exclude_batch,
+                correction=self.correction,
+                remove_accidental_hits=self.remove_accidental_hits,
+            )
+        return super().forward(query, cs)

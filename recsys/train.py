@@ -273,12 +273,8 @@ def _step_loss(
     if method == "full":
         items = model.item_vector_from_rows(item_rows)  # (N, d)
         return softmax_loss_from_logits(user @ items.T / tau, target, validate=False)
-    negatives = sample_uniform_negatives(
-        config.n_negatives if method != "inbatch" else 0,
-        n_items,
-        generator=gen,
-        device=target.device,
-    )  # (B',)
+    n_random = config.n_negatives if method != "inbatch" else 0
+    negatives = sample_uniform_negatives(n_random, n_items, generator=gen, device=target.device)
     both = model.item_vector_from_rows(item_rows[torch.cat([target, negatives])])  # (B + B', d)
     if method == "sampled":
         scaled = user / tau  # (B, d): 1/tau folded into the user side, one (B, d) op

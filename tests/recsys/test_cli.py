@@ -139,3 +139,69 @@ def test_run_comparison_shares_initialisation_across_methods():
     assert pooled["estimate"] == 0.0
     a = res["methods"]["inbatch"]["metrics"]["recall@5"]["per_seed"]
     assert a == res["methods"]["mixed"]["metrics"]["recall@5"]["per_seed"]
+
+
+def test_out_that_is_a_file_exits_2_before_training(tmp_path, capsys, monkeypatch):
+    import recsys.compare
+
+    target = tmp_path / "results.txt"
+    target.write_text("keep me")
+    monkeypatch.setattr(recsys.compare, "run_comparison", lambda *a, **k: pytest.fail("trained"))
+    with pytest.raises(SystemExit) as info:
+        main(["compare", "--out", str(target), *TINY])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "`--out` must be a directory" in err and "Traceback" not in err
+    assert target.read_text() == "keep me"
+
+
+def test_interrupt_keeps_completed_seeds_and_exits_130(tmp_path, capsys, monkeypatch):
+    import recsys.compare as compare
+
+    calls = []
+    real = compare.train_model
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 2:  # seed 0 trains 2 methods, then Ctrl-C during seed 1
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(compare, "train_model", interrupted)
+    out = tmp_path / "out"
+    argv = ["compare", "--methods", "inbatch,mixed", "--seeds", "3", "--out", str(out), *TINY]
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    assert "1 of 3 seed(s) completed" in err and "Traceback" not in err
+    assert not (out / "results.json").exists()
+    doc = json.loads((out / "partial_results.json").read_text())
+    assert doc["completed_seeds"] == 1 and doc["config"]["n_seeds"] == 3
+    assert len(doc["methods"]["mixed"]["metrics"]["recall@5"]["per_seed"]) == 1
+
+
+@pytest.mark.slow
+def test_cli_subprocess_out_file_and_sigint(tmp_path):
+    """The outside checks: exit 2 within 20 s for a file --out; SIGINT -> 130, no traceback."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    target = tmp_path / "file"
+    target.write_text("")
+    cmd = [sys.executable, "-m", "recsys", "compare", *TINY]
+    start = time.monotonic()
+    done = subprocess.run([*cmd, "--out", str(target)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and time.monotonic() - start < 20
+    assert "Traceback" not in done.stderr
+    big = ["--synthetic-users", "400", "--synthetic-items", "300", "--seeds", "3", "--epochs", "3"]
+    proc = subprocess.Popen(
+        [*cmd, *big, "--out", str(tmp_path / "run")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    time.sleep(8)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "interrupted" in err
+    assert not (tmp_path / "run" / "results.json").exists()

@@ -107,3 +107,49 @@ def test_streaming_on_cuda_equals_cpu():
         gpu.update(ids.cuda())
     probe = torch.arange(500)
     assert torch.allclose(cpu.estimate(probe), gpu.estimate(probe.cuda()).cpu())
+
+
+def test_first_sighting_is_not_seen_every_step():
+    """Contract: 100 batches of [1, 2, 3], then 999 once -> its frequency is small."""
+    est = StreamingFrequencyEstimator(n_buckets=4096, alpha=0.05)
+    for _ in range(100):
+        est.update([1, 2, 3])
+    est.update([1, 2, 3, 999])
+    assert float(est.estimate([999])[0]) <= 0.1  # was 1.0: gap 1 at the first sighting
+    assert float(est.estimate([999])[0]) == pytest.approx(1 / 101)
+    assert float(est.estimate([1])[0]) == pytest.approx(1.0)
+
+
+def test_hash_mixes_all_64_bits():
+    """Ids differing by (2^31 - 1)^2 collided under every hash of the old universal family."""
+    est = StreamingFrequencyEstimator(n_buckets=1 << 12)
+    assert est.n_hashes == 4
+    step = (2**31 - 1) ** 2
+    ids = torch.tensor([5, 5 + step, 5 - step])
+    b = est.buckets(ids)  # (4, 3)
+    assert not all(len(set(b[h].tolist())) == 1 for h in range(4))
+    # random int64 ids, N of them on 4N buckets: few collide under all four hashes
+    rng = np.random.default_rng(0)
+    n = 2000
+    ids = torch.as_tensor(rng.integers(-(2**63), 2**63 - 1, size=n, dtype=np.int64))
+    est = StreamingFrequencyEstimator(n_buckets=4 * n)
+    b = est.buckets(ids).numpy()  # (4, n)
+    everywhere = np.ones(n, dtype=bool)
+    for h in range(4):
+        _, inv, cnt = np.unique(b[h], return_inverse=True, return_counts=True)
+        everywhere &= cnt[inv] > 1
+    assert everywhere.mean() < 0.01  # one hash on 4N buckets: about 22 % collide
+
+
+def test_item_probability_tracks_the_share_training_uses():
+    """Stationary stream: item_probability (what training reads) -> p, per item."""
+    rng = np.random.default_rng(3)
+    p = 1.0 / np.arange(1, 31)
+    p /= p.sum()  # Zipf(1) over 30 items: p from 0.25 to 0.008
+    b = 8
+    est = StreamingFrequencyEstimator(n_buckets=1024, alpha=0.01)
+    for _ in range(4000):
+        est.update(rng.choice(30, size=b, p=p))
+    got = est.item_probability(torch.arange(30), b).numpy()
+    ratio = got / p  # each item's moving average spans ~1/alpha gaps: ~10 % noise
+    assert abs(ratio.mean() - 1) < 0.05 and np.all(np.abs(ratio - 1) < 0.3), ratio

@@ -174,3 +174,58 @@ def test_cuda_training_runs(problem):
         model, ex, data.n_items, TrainConfig(batch_size=64), rng=0, device="cuda", progress=False
     )
     assert np.isfinite(res.epoch_loss[0])
+
+
+def test_sampled_step_equals_the_builder_loss(problem):
+    """The training step's (B, 1 + B') sampled logits give the builder's loss."""
+    from recsys.negatives import sample_uniform_negatives, sampled_softmax_candidates
+    from recsys.train import _step_loss
+
+    data, ex, _ = problem
+    model = TwoTower(**SMALL, rng=2)
+    n = data.n_items
+    rows = model.flat_rows(torch.arange(n))
+    history = torch.as_tensor(ex.history[:32])
+    target = torch.as_tensor(ex.target[:32])
+    for logq in (True, False):
+        cfg = TrainConfig(method="sampled" if logq else "sampled-nologq", n_negatives=40)
+        got = _step_loss(cfg, model, history, target, rows, None, torch.Generator().manual_seed(5))
+        neg = sample_uniform_negatives(40, n, generator=torch.Generator().manual_seed(5))
+        cs = sampled_softmax_candidates(
+            target, model.item_vector(target), neg, model.item_vector(neg), catalog_size=n,
+            correction="expected_count" if logq else "none",
+        )  # fmt: skip
+        want = cs.loss(model.user_vector(history), temperature=cfg.temperature)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_streaming_reads_before_it_updates(problem, monkeypatch):
+    """Training reads the streaming p of a batch before recording that batch."""
+    import recsys.train as train_mod
+
+    data, ex, _ = problem
+    calls = []
+    original = train_mod._StreamingShares
+
+    class Spy(original):
+        def update(self, ids):
+            calls.append(("update", self.estimator.step))
+            super().update(ids)
+
+        def __call__(self, ids):
+            calls.append(("read", self.estimator.step))
+            return super().__call__(ids)
+
+    monkeypatch.setattr(train_mod, "_StreamingShares", Spy)
+    cfg = TrainConfig(method="inbatch", batch_size=64, frequency="streaming")
+    train_model(TwoTower(**SMALL, rng=1), ex, data.n_items, cfg, rng=0, progress=False)
+    assert calls[:2] == [("read", 0), ("update", 0)]
+
+
+def test_init_scale_sets_the_table_std():
+    big = TwoTower(n_rows=2000, dim=32, hidden=(32,), init_scale=1.0, rng=0)
+    small = TwoTower(n_rows=2000, dim=32, hidden=(32,), rng=0)
+    assert float(big.tables.detach().std()) == pytest.approx(1.0, rel=0.02)
+    assert float(small.tables.detach().std()) == pytest.approx(1 / np.sqrt(3 * 32), rel=0.02)
+    with pytest.raises(ValueError, match="`init_scale` must be positive"):
+        TwoTower(init_scale=0.0)
