@@ -293,7 +293,7 @@ def local_rows(cs: CandidateSet, start: int, stop: int) -> CandidateSet:
     ...                          torch.tensor([0.2, 0.1, 0.2, 0.1]))
     >>> half = local_rows(cs, 2, 4)
     >>> half.labels.tolist(), half.mask.int().tolist()  # labels offset by rank * b
-    ([2, 3], [[1, 0, 0, 0], [0, 0, 0, 0]])
+    ([2, 3], [[1, 0, 0, 0], [0, 0, 1, 0]])
     """
     n = cs.labels.shape[0]
     if not (0 <= start <= stop <= n):
