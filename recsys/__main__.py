@@ -86,6 +86,12 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--no-progress", action="store_true")
     compare = sub.add_parser("compare", parents=[common], help="compare training methods")
     compare.add_argument("--methods", default="sampled,inbatch,mixed")
+    compare.add_argument(
+        "--world-size",
+        type=int,
+        default=1,
+        help="processes sharing each global batch (gloo on CPU, NCCL on GPUs)",
+    )
     sweep = sub.add_parser("sweep", parents=[common], help="temperature sweep for in-batch")
     sweep.add_argument("--methods", default="inbatch,inbatch-nologq")
     sweep.add_argument("--temperatures", type=_list_of(float), default=(0.02, 0.05, 0.1, 0.2, 0.5))
@@ -186,7 +192,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "data_label": label,
         }
         if args.command == "compare":
-            result = run_comparison(data, config, on_seed_done=keep, **kwargs)
+            result = run_comparison(
+                data, config, on_seed_done=keep, world_size=args.world_size, **kwargs
+            )
             paths = write_results(result, out_dir)
             print(format_table(result))
         else:

@@ -44,8 +44,9 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats
 
+from recsys import distributed
 from recsys.data import Examples, Interactions, kfold_user_splits, make_examples
-from recsys.metrics import EvaluationResult, evaluate_retrieval
+from recsys.metrics import EvaluationResult
 from recsys.model import TwoTower
 from recsys.train import TrainConfig, parse_methods, resolve_device, train_model
 from sim import RngLike, as_seed_sequence, child_sequences
@@ -243,6 +244,7 @@ def run_comparison(
     progress: bool = True,
     data_label: str = "data",
     on_seed_done: Callable[[dict[str, Any]], None] | None = None,
+    world_size: int = 1,
 ) -> dict[str, Any]:
     """Train and evaluate every method over several seeds; return a JSON-able result.
 
@@ -265,12 +267,18 @@ def run_comparison(
     on_seed_done : callable, optional
         Called after each completed seed with the result of the seeds completed so
         far (same layout; ``completed_seeds`` < ``n_seeds`` until the last), e.g. to
-        keep them when the run is interrupted.
+        keep them when the run is interrupted. With ``world_size`` > 1, called once,
+        with the final result.
+    world_size : int, default 1
+        Processes to train and evaluate with (:func:`recsys.distributed.launch_comparison`):
+        each takes ``batch_size / world_size`` rows of every global batch; the figures
+        equal the single-process ones up to floating-point rounding.
 
     Returns
     -------
     dict
-        ``config``, ``completed_seeds``, ``data`` (label, fingerprint, sizes), ``seed_entropy``,
+        ``config`` (with ``world_size``), ``completed_seeds``, ``data`` (label,
+        fingerprint, sizes), ``seed_entropy``,
         ``methods`` (per method: ``metrics`` -> summary over seeds, ``per_epoch``,
         ``examples_per_second``, ``train_seconds``), ``paired`` (per pair ``"a - b"``
         and metric: per-seed summary and the pooled user-clustered difference),
@@ -286,6 +294,14 @@ def run_comparison(
         raise ValueError(
             f"`data` must have at least `n_folds`={config.n_folds} users; got {data.n_users}."
         )
+    if world_size != 1:
+        result = distributed.launch_comparison(
+            data, config, world_size, rng=rng, device=device, progress=progress,
+            data_label=data_label,
+        )  # fmt: skip
+        if on_seed_done is not None:
+            on_seed_done(result)
+        return result
     dev = resolve_device(device)
     root = as_seed_sequence(rng)
     split_ss, *run_ss = child_sequences(root, 1 + config.n_seeds)
@@ -329,7 +345,7 @@ def run_comparison(
             def evaluate(
                 m: TwoTower, _last: list[EvaluationResult] = last, _ex: Examples = test_ex
             ) -> dict[str, float]:
-                res = evaluate_retrieval(
+                res = distributed.evaluate_retrieval_sharded(  # one process: evaluate_retrieval
                     m,
                     _ex,
                     data.n_items,
@@ -400,6 +416,7 @@ def _assemble(config, dev, data, data_label, root, runs, final, per_epoch, speed
             }
     cfg = asdict(config)
     cfg["device"] = str(dev)
+    cfg["world_size"] = distributed.world_size()
     return {
         "config": cfg,
         "completed_seeds": len(runs),

@@ -44,14 +44,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from recsys import distributed
 from recsys.data import Examples
 from recsys.losses import sampled_softmax_loss, softmax_loss_from_logits
 from recsys.model import TwoTower
-from recsys.negatives import (
-    in_batch_candidates,
-    mixed_candidates,
-    sample_uniform_negatives,
-)
+from recsys.negatives import sample_uniform_negatives
 from sim import RngLike, as_seed_sequence, child_sequences
 
 __all__ = [
@@ -290,12 +287,17 @@ def _step_loss(
         labels = torch.zeros(b, dtype=torch.int64, device=target.device)
         return softmax_loss_from_logits(logits, labels, validate=False)  # (B, 1 + B') logits
     correction = config.correction if config.logq else "none"
+    # in-batch and mixed: the candidates are the *global* batch's positives (every
+    # process's, gathered; the batch itself in one process), see recsys.distributed;
+    # the B' negatives are the same on every process (the same generator seed)
     p_target = shares(target) if (shares is not None and config.logq) else None  # (B,)
     if method == "inbatch":
-        cs = in_batch_candidates(target, both, p_target, correction=correction, validate=False)
+        cs = distributed.global_in_batch_candidates(
+            target, both, p_target, correction=correction, validate=False
+        )
     else:
         p_random = shares(negatives) if (shares is not None and config.logq) else None  # (B',)
-        cs = mixed_candidates(
+        cs = distributed.global_mixed_candidates(
             target, both[:b], p_target, negatives, both[b:], p_random,
             catalog_size=n_items, correction=correction, validate=False,
         )  # fmt: skip
@@ -380,13 +382,29 @@ def train_model(
     (module table); loss of :func:`recsys.losses.sampled_softmax_loss` with
     ``temperature=config.temperature`` and the builders' default accidental-hit
     masking (``correct_positive=False``); one Adam step.
+
+    Called inside a group of ``N`` processes (:func:`recsys.distributed.launch`), every
+    process takes the same global batches (the same ``rng``) and trains on its
+    ``B / N`` rows of each (``batch_size`` must be a multiple of ``N``); the in-batch
+    and mixed candidates are the whole global batch's
+    (:func:`recsys.distributed.global_in_batch_candidates`), the streaming frequency
+    is updated with the gathered ids, and the gradients are averaged over the
+    processes, so that each step equals the single-process step on the global batch.
     """
     _validate_train_model(model, examples, n_items, config)
+    n_ranks, my_rank = distributed.world_size(), distributed.rank()
+    if config.batch_size % n_ranks:
+        raise ValueError(
+            f"`batch_size` must be a multiple of the number of processes {n_ranks}; got "
+            f"{config.batch_size}."
+        )
+    local_batch = config.batch_size // n_ranks  # rows of each global batch on this rank
     dev = resolve_device(device)
     order_ss, negatives_ss = child_sequences(as_seed_sequence(rng), 2)
     order_gen = _torch_generator(order_ss, torch.device("cpu"))
     neg_gen = _torch_generator(negatives_ss, dev)
     model.to(dev)
+    distributed.broadcast_parameters(model)  # every process starts from process 0's weights
     model.train()
     # fused Adam: one kernel for all parameters, same update as the default (foreach) one
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, fused=True)
@@ -411,7 +429,7 @@ def train_model(
     bar = tqdm(
         total=steps_per_epoch * config.n_epochs,
         file=sys.stderr,
-        disable=not progress,
+        disable=not progress or my_rank != 0,
         desc=config.method,
         leave=False,
     )
@@ -422,16 +440,20 @@ def train_model(
             loss_sum = torch.zeros((), device=dev)
             for step in range(steps_per_epoch):
                 rows = order[step * config.batch_size : (step + 1) * config.batch_size]  # (B,)
-                history, target = history_all[rows], target_all[rows]  # (B, L), (B,)
+                rows = rows[my_rank * local_batch : (my_rank + 1) * local_batch]  # (B/N,)
+                history, target = history_all[rows], target_all[rows]  # (B/N, L), (B/N,)
                 loss = _step_loss(config, model, history, target, item_rows, shares, neg_gen)
                 if streaming is not None:  # read, then update: Q never counts its own batch
-                    streaming.update(target)
+                    # with the global batch's ids: the same state on every process
+                    streaming.update(distributed.all_gather_tensor(target))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                distributed.average_gradients(model)  # what DDP does: the mean over processes
                 optimizer.step()
                 loss_sum += loss.detach()
                 n_steps += 1
                 bar.update(1)
+            loss_sum = distributed.all_gather_tensor(loss_sum.reshape(1)).mean()  # global
             epoch_loss.append(float(loss_sum) / max(steps_per_epoch, 1))
             _check_finite_parameters(model, epoch)
             if dev.type == "cuda":
