@@ -69,11 +69,15 @@ import numpy.typing as npt
 from scipy import stats
 
 import sim
-from estimators import RankDeficientWarning, RatioMoments, cuped_test_from_moments, ols_test
-from estimators.ratio import ratio_test_from_moments
+from estimators import RankDeficientWarning, RatioMoments
 from sim._seed import child_sequences
 from validation.ab_mc import coverage, mean_band, variance_ratio
 from validation.core import CheckResult, NegativeControl, RunContext, register
+from validation.shipped import Shipped
+
+cuped_test_from_moments = Shipped("estimators.cuped", "cuped_test_from_moments")
+ols_test = Shipped("estimators.ols", "ols_test")
+ratio_test_from_moments = Shipped("estimators.ratio", "ratio_test_from_moments")
 
 __all__ = [
     "CALIBRATION_CELLS",
@@ -467,8 +471,7 @@ def _bias_result(ctx: RunContext, cell: _Cell, name: str, what: str) -> CheckRes
     band = mean_band(err + shrink, z=ctx.z)
     expected = -float(shrink.mean())
     figure = float(err.mean())
-    c_est, c_q = cell.control_bias
-    c_dev = mean_band(c_est - cell.truth + cell.truth * c_q / (1.0 + c_q), z=ctx.z)
+    c_est, _ = cell.control_bias
     within = mean_band(cell.within - cell.truth, z=ctx.z)
     return CheckResult(
         name=f"{name}/bias",
@@ -480,13 +483,11 @@ def _bias_result(ctx: RunContext, cell: _Cell, name: str, what: str) -> CheckRes
         figure=figure,
         expected=expected,
         tolerance=band.tolerance,
-        passed=abs(band.figure) <= band.tolerance,
         n_replicates=int(err.size),
         seed=cell.seed,
         negative_control=NegativeControl(
             "theta estimated with a post-treatment covariate",
             float(np.mean(c_est - cell.truth)),
-            abs(c_dev.figure) > c_dev.tolerance,
         ),
         extra={
             "cell": cell.name,
@@ -514,10 +515,9 @@ def _coverage_result(ctx: RunContext, cell: _Cell, name: str, what: str) -> Chec
         figure=band.figure,
         expected=0.95,
         tolerance=band.tolerance,
-        passed=abs(band.figure - 0.95) <= band.tolerance,
         n_replicates=band.n_replicates,
         seed=cell.seed,
-        negative_control=NegativeControl(c_name, c_cov, abs(c_cov - 0.95) > band.tolerance),
+        negative_control=NegativeControl(c_name, c_cov),
         extra={"cell": cell.name, "kind": "coverage", "mcse": band.mcse, **cell.extra},
     )
 
@@ -542,10 +542,9 @@ def _reduction_result(ctx: RunContext, cell: _Cell, name: str, what: str) -> Che
         figure=band.figure,
         expected=float(expected),
         tolerance=float(tol),
-        passed=abs(band.figure - expected) <= tol,
         n_replicates=band.n_replicates,
         seed=cell.seed,
-        negative_control=NegativeControl(c_name, c_fig, abs(c_fig - expected) > tol),
+        negative_control=NegativeControl(c_name, c_fig),
         extra={
             "cell": cell.name,
             "kind": "variance-reduction",
@@ -927,13 +926,11 @@ def check_cuped_query(ctx: RunContext, n_replicates: int | None = None) -> list[
             figure=fig,
             expected=expected,
             tolerance=tol,
-            passed=abs(fig - expected) <= tol,
             n_replicates=r,
             seed=seed,
             negative_control=NegativeControl(
                 "CUPED s.e. of the arms summed, se_T + se_C",
                 float(summed.mean()),
-                abs(float(summed.mean()) - expected) > tol,
             ),
             extra={"distribution": distribution, "histogram": hist, "main_coding": main},
         )
@@ -949,13 +946,11 @@ def check_cuped_query(ctx: RunContext, n_replicates: int | None = None) -> list[
             figure=band.figure,
             expected=0.95,
             tolerance=band.tolerance,
-            passed=abs(band.figure - 0.95) <= band.tolerance,
             n_replicates=r,
             seed=seed,
             negative_control=NegativeControl(
                 "un-adjusted (plain) s.e. with the CUPED estimate",
                 c_unadj,
-                abs(c_unadj - 0.95) > band.tolerance,
             ),
             extra={
                 "kind": "coverage",
@@ -1015,11 +1010,11 @@ def check_cuped_query(ctx: RunContext, n_replicates: int | None = None) -> list[
             figure=max(dev, sm_dev),
             expected=0.0,
             tolerance=1e-9,
-            passed=max(dev, sm_dev) <= 1e-9,
+            rule="at_most",
             n_replicates=r,
             seed=seed,
             negative_control=NegativeControl(
-                "t-test (difference in means) in place of CUPED", dev_t, dev_t > 1e-9
+                "t-test (difference in means) in place of CUPED", dev_t
             ),
             extra={
                 "estimates_mean_se_sd": estimates,
