@@ -1,4 +1,4 @@
-"""Monte Carlo checks of the delta method (SPEC §1): coverage, Deng 2018 Table 2, A/A.
+"""Monte Carlo checks of the delta method (docs/theory.md §1): coverage, Deng 2018 Table 2, A/A.
 
 Three registered checks:
 
@@ -221,7 +221,7 @@ def _arm_stats(m: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-arm (ratio, delta variance of the ratio with ddof 1, naive binomial variance).
 
     Used only for the negative controls, which are deliberately wrong variants.
-    SPEC §1: var(Vbar/Mbar) = (s_V^2 - 2 R s_VM + R^2 s_M^2) / (n mu_M^2).
+    docs/theory.md §1: var(Vbar/Mbar) = (s_V^2 - 2 R s_VM + R^2 s_M^2) / (n mu_M^2).
     """
     n = m.n
     r = m.sum_v / m.sum_m
@@ -439,7 +439,7 @@ def plot_coverage(results: list[CheckResult]):
         "(coverage below 0.95 - tolerance). "
         "Band: z = 4 s.e. (6.3e-5 per cell)."
     ),
-    reference="Deng, Knoblich, Lu (KDD 2018), §3 and Table 1; Fieller (1954); SPEC §1.",
+    reference="Deng, Knoblich, Lu (KDD 2018), §3 and Table 1; Fieller (1954); docs/theory.md §1.",
     published=(
         "Deng et al. 2018 Table 1 design (coverage by n and distribution); the issue's "
         "figure ≈0.91 for the linear relative CI at 50 users per arm on skewed data."
@@ -560,7 +560,7 @@ def plot_table2(results: list[CheckResult]):
         "underestimates it by about 40%. Per-arm CTR s.d. and s.e. are reported against "
         "the paper's Table 2."
     ),
-    reference="Deng, Knoblich, Lu (KDD 2018), §3.1 and Table 2; SPEC §1.",
+    reference="Deng, Knoblich, Lu (KDD 2018), §3.1 and Table 2; docs/theory.md §1.",
     published="Deng et al. 2018 Table 2: true s.d. 0.00895, delta s.e. 0.00908, naive 0.00522.",
     group="ab",
     plot=plot_table2,
@@ -575,7 +575,7 @@ def check_deng2018_table2(ctx: RunContext) -> CheckResult:
     mc = RatioMoments.from_simulator(mom, 0, covariates=False)
     mt = RatioMoments.from_simulator(mom, 1, covariates=False)
     # The estimators' delta s.e. of the A/A difference of two 1,000-user CTRs is the
-    # figure under test; per-arm CTR figures (Table 2's scale) come from SPEC §1 with
+    # figure under test; per-arm CTR figures (Table 2's scale) come from docs/theory.md §1 with
     # var_T + var_C checked against the estimators' s.e. (it has no one-arm moments API).
     res = ratio_test_from_moments(mt, mc, relative=False, ddof=1)
     diff = np.asarray(res.estimate, dtype=np.float64)
@@ -650,7 +650,7 @@ def plot_aa(results: list[CheckResult]):
         "(± z = 4 s.e.) and its p-values are uniform (KS distance below the exact critical "
         "value at false-failure rate 6.3e-5); the naive binomial test fails both."
     ),
-    reference="Deng, Knoblich, Lu (KDD 2018), §3.1; SPEC §1 and §5.",
+    reference="Deng, Knoblich, Lu (KDD 2018), §3.1; docs/theory.md §1 and §5.",
     group="ab",
     plot=plot_aa,
 )

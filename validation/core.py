@@ -162,7 +162,9 @@ class CheckResult:
         ``seed`` it reproduces the cell alone (``run --only CHECK --seed SEED``).
         Defaults to the check name (the part of ``name`` before ``/``).
     passed : bool
-        Computed, never given: whether the cell's :attr:`verdict` holds.
+        Computed from the claim: whether the cell's :attr:`verdict` holds. A check
+        leaves it out; a value given that contradicts the claim raises ``ValueError``
+        (so a hand-written verdict cannot disagree with the stored rule).
     """
 
     name: str
@@ -178,10 +180,16 @@ class CheckResult:
     rule: Rule = "within"
     n_undefined: int = 0
     seed_key: str = ""
-    passed: bool = field(init=False)
+    passed: bool | None = None
 
     def __post_init__(self) -> None:
         verdict = self.verdict
+        if self.passed is not None and bool(self.passed) != verdict.holds:
+            raise ValueError(
+                f"cell {self.name!r}: `passed={self.passed!r}` contradicts its claim "
+                f"(figure {self.figure!r}, expected {self.expected!r} ± {self.tolerance!r}, "
+                f"rule {self.rule!r}); leave `passed` out and state the rule with `rule=`."
+            )
         object.__setattr__(self, "passed", verdict.holds)
         if not self.seed_key:
             object.__setattr__(self, "seed_key", self.name.split("/", 1)[0])
@@ -287,7 +295,7 @@ class Check:
     function : callable
         ``function(ctx) -> CheckResult | list[CheckResult]``.
     reference : str
-        The paper and equation / SPEC section the claim comes from.
+        The paper and equation / docs/theory.md section the claim comes from.
     published : str
         A published figure the check reproduces, with its source, or "".
     group : str

@@ -1,4 +1,4 @@
-"""Monte Carlo checks of the sampled-softmax / in-batch / mixed-negative losses (SPEC §4).
+"""Monte Carlo checks of the sampled-softmax / in-batch / mixed-negative losses (docs/theory.md §4).
 
 All checks run on synthetic problems of :mod:`sim.softmax` where the full softmax is
 computable. Expected gradients are exact over the positive (summed against the true
@@ -435,7 +435,7 @@ def plot_bias_curves(results: list[CheckResult]):
         "for the de-duplicated set with inclusion probabilities (it saturates once every "
         "item is included); the uncorrected gradient's bias stays flat (control)."
     ),
-    reference="Bengio & Senecal 2008; Jean et al. 2015 eq. 11; SPEC §4.",
+    reference="Bengio & Senecal 2008; Jean et al. 2015 eq. 11; docs/theory.md §4.",
     group="retrieval",
     plot=plot_bias_curves,
 )
@@ -516,7 +516,7 @@ def _zero_cell(ctx, name, claim, curve, control_label, control, scenario, r, see
         "de-duplicated set slope <= -1 (controls: item-share Q, and logQ on the positive "
         "with hits masked)."
     ),
-    reference="Bengio & Senecal 2008; Yi et al. 2019 eq. 3; SPEC §4.",
+    reference="Bengio & Senecal 2008; Yi et al. 2019 eq. 3; docs/theory.md §4.",
     group="retrieval",
     plot=plot_bias_curves,
 )
@@ -613,7 +613,7 @@ def check_fixed_point(ctx: RunContext) -> list[CheckResult]:
         "bias that grows with m (slope > 0 by z s.e.). Control: the consistent "
         "positive-at-0 / expected-count variant, whose bias falls as 1/m (must not pass)."
     ),
-    reference="SPEC §4 (units of Q, accidental hits).",
+    reference="docs/theory.md §4 (units of Q, accidental hits).",
     group="retrieval",
     plot=plot_bias_curves,
 )
@@ -695,10 +695,10 @@ def plot_inclusion(results: list[CheckResult]):
         "sum_{y in set} 1/Q*(y) has mean N within z s.e. when Q* = "
         "inclusion_probability(p, B, B', N); control: Q = expected count B p + B' gamma. "
         "When the random draw excludes the batch's items, gamma = 1/(N - E[D]) with "
-        "E[D] = expected_distinct(p, B) passes; the SPEC's gamma = 1/(N - B), which "
+        "E[D] = expected_distinct(p, B) passes; the source's gamma = 1/(N - B), which "
         "assumes B distinct positives, is the control and fails (popular items repeat)."
     ),
-    reference="Yang et al. 2020 §3; Yi et al. 2019; SPEC §4.",
+    reference="Yang et al. 2020 §3; Yi et al. 2019; docs/theory.md §4.",
     group="retrieval",
     plot=plot_inclusion,
 )
@@ -716,8 +716,8 @@ def check_mixed_inclusion(ctx: RunContext) -> list[CheckResult]:
         included = sim.counts_per_set(sampler.sample(r, rng=ss), n) > 0  # (R, N)
         if exclude:  # the recsys formula, gamma = 1/(N - E[distinct positives])
             q_star = inclusion_probability(p, b, b2, n, True, n_excluded=expected_distinct(p, b))
-            q_ctrl = inclusion_probability(p, b, b2, n, True)  # SPEC: gamma = 1/(N - B)
-            ctrl_name = "SPEC formula gamma = 1/(N - B) (assumes B distinct positives)"
+            q_ctrl = inclusion_probability(p, b, b2, n, True)  # the source's gamma = 1/(N - B)
+            ctrl_name = "source formula gamma = 1/(N - B) (assumes B distinct positives)"
         else:
             q_star = inclusion_probability(p, b, b2, n)  # the recsys formula
             q_ctrl = b * p + b2 / n
@@ -847,7 +847,7 @@ def plot_streaming(results: list[CheckResult]):
         "batch); with N/4 buckets and one hash, collisions shorten gaps (frequencies "
         "overestimated); the largest gap over 4 hashes reduces that bias (paired streams)."
     ),
-    reference="Yi et al. 2019 §5, Algorithm 2 and the multi-hash variant; SPEC §4.",
+    reference="Yi et al. 2019 §5, Algorithm 2 and the multi-hash variant; docs/theory.md §4.",
     group="retrieval",
     plot=plot_streaming,
 )
@@ -1153,7 +1153,7 @@ def plot_training(results: list[CheckResult]):
         "control: uncorrected in-batch, which demotes popular items and has a far "
         "larger KL."
     ),
-    reference="Yi et al. 2019 eq. 3; Yang et al. 2020; SPEC §4.",
+    reference="Yi et al. 2019 eq. 3; Yang et al. 2020; docs/theory.md §4.",
     group="retrieval",
     plot=plot_training,
 )

@@ -93,7 +93,7 @@ def shipped_expected_gradient(
 def reference_expected_gradient(
     logits: np.ndarray, probs: np.ndarray, sampler: np.ndarray, negatives: np.ndarray, key: str
 ) -> np.ndarray:
-    """Return the closed form the Monte Carlo bias curves use (:func:`rc.expected_sampled_gradient`)."""
+    """Return the closed form the bias curves average (`rc.expected_sampled_gradient`)."""
     variant = rc.VARIANTS[key]
     m, n = negatives.size, logits.size
     lq = variant.log_q(sampler, m)

@@ -1,4 +1,4 @@
-"""Run registered checks, judge the suite and write ``results.json`` (SPEC §5).
+"""Run registered checks, judge the suite and write ``results.json`` (docs/theory.md §5).
 
 The runner selects checks from the registry of :mod:`validation.core`, runs each with
 a :class:`~validation.core.RunContext` carrying the run's root seed, records what every
