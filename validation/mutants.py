@@ -547,7 +547,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "recsys.frequency:StreamingFrequencyEstimator.item_probability",
         "item share taken as Q_B / B (linear) instead of 1 - (1 - Q_B)^(1/B)",
         lambda orig: lambda self, ids, batch_size: self.estimate(ids) / batch_size,
-        _SHIPPED,
+        ("retrieval-streaming-frequency",),
     ),
 )
 
