@@ -583,7 +583,38 @@ def check_delta_coverage(ctx: RunContext) -> list[CheckResult]:
         )
     for dist in BIAS_DISTRIBUTIONS:
         out.append(_bias_cell(ctx, samples[(dist, 20)], dist, 20))
+    out.append(_separation_cell(ctx, samples[("heavy", 20)], 20))
     return out
+
+
+def _separation_cell(ctx: RunContext, sample: CoverageSample, n: int) -> CheckResult:
+    """On heavy tails at small n the log interval covers better than the linear delta one."""
+    truth = sample.relative_lift
+    lo_log, hi_log = _interval(sample, "log")
+    lo_d, hi_d = _interval(sample, "delta")
+    keep = ~(np.isnan(lo_log) | np.isnan(hi_log) | np.isnan(lo_d) | np.isnan(hi_d))
+    diff = _covered(lo_log, hi_log, truth)[keep].astype(float)
+    diff -= _covered(lo_d, hi_d, truth)[keep]
+    band = mean_band(diff, z=ctx.z)
+    return CheckResult(
+        name=f"delta-coverage/heavy/n={n}/log-minus-delta",
+        claim=(
+            "the methods differ where they should: on the heavy-tailed ratio metric the log "
+            "interval covers the lift more often than the linear delta interval (paired "
+            f"difference > {ctx.z:g} s.e., n={n})"
+        ),
+        scenario=sample.scenario,
+        figure=band.figure,
+        expected=0.0,
+        tolerance=band.tolerance,
+        rule="above",
+        n_replicates=int(keep.sum()),
+        n_undefined=int((~keep).sum()),
+        seed=ctx.seed,
+        seed_key=f"delta-coverage/heavy/{n}",
+        negative_control=NegativeControl("delta against itself", 0.0),
+        extra={"mcse": band.mcse},
+    )
 
 
 #: Distributions of the delta-bc bias cells (n = 20): the plain delta estimate of the

@@ -336,7 +336,7 @@ def _truth_off(orig):
 
 
 _RATIO = ("delta-coverage", "aa-calibration", "deng2018-table2")
-_POWER = ("power-calibration",)
+_POWER = ("power-calibration", "power-mde-roundtrip")
 _CUPED = ("cuped-calibration", "cuped-query")
 _SHIPPED = ("retrieval-shipped-gradient",)
 
