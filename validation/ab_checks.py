@@ -613,7 +613,7 @@ def _separation_cell(ctx: RunContext, sample: CoverageSample, n: int) -> CheckRe
         seed=ctx.seed,
         seed_key=f"delta-coverage/heavy/{n}",
         negative_control=NegativeControl("delta against itself", 0.0),
-        extra={"mcse": band.mcse},
+        extra={"kind": "separation", "mcse": band.mcse},
     )
 
 
@@ -646,7 +646,11 @@ def _bias_cell(ctx: RunContext, sample: CoverageSample, dist: str, n: int) -> Ch
         negative_control=NegativeControl(
             "plain delta estimate Ybar/Xbar - 1", float(np.mean(plain[keep] - truth))
         ),
-        extra={"mcse": band.mcse, "plain_bias": float(np.mean(plain[keep] - truth))},
+        extra={
+            "kind": "bias",
+            "mcse": band.mcse,
+            "plain_bias": float(np.mean(plain[keep] - truth)),
+        },
     )
 
 
