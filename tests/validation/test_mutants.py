@@ -59,3 +59,10 @@ def test_a_fast_mutant_is_killed_and_the_original_restored():
 def test_every_mutant_is_killed_quick_profile():
     survivors = [m.name for m in MUTANTS if not run_mutant(m, profile="quick").killed]
     assert survivors == []
+
+
+def test_theory_doc_lists_every_mutant():
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "theory.md").read_text("utf-8")
+    assert [m.name for m in MUTANTS if f"`{m.name}`" not in doc] == []
