@@ -23,10 +23,13 @@ Backends (:class:`Backend`):
     Ray, imported only when asked: ``ray.init(address=scheduler)`` or a local Ray with
     ``workers`` CPUs (``pip install ray``).
 
-On every backend but ``"threads"`` a block runs with numba pinned to one thread
-(``numba.set_num_threads(1)`` around the call), so a worker process that owns one core
-does not start one numba thread per core of its machine. ``dask``, ``joblib`` and
-``ray`` are imported only by the backend that uses them.
+Every block runs with numba pinned to one thread (``numba.set_num_threads(1)`` around
+the call; numba's setting is per thread), so a worker process that owns one core does
+not start one numba thread per core of its machine, and a block that itself calls
+:func:`map_blocks` runs its inner blocks serially. (The one exception: a thread
+backend with a single thread runs the blocks in the calling thread, as a plain loop.)
+Dask workers of a ``LocalCluster`` started here also get ``NUMBA_NUM_THREADS=1``.
+``dask``, ``joblib`` and ``ray`` are imported only by the backend that uses them.
 
 Faults. An interrupt (Ctrl-C) while blocks run cancels the blocks still queued or
 running (``Client.cancel`` on Dask, ``ray.cancel`` on Ray; joblib terminates its
@@ -280,12 +283,14 @@ class _ThreadSession(Session):
     def run(self, function, blocks, args, on_block):
         import concurrent.futures
 
+        n = min(self.slots, len(blocks))
+        call = _call_pinned if n > 1 else (lambda f, start, stop, a: f(start, stop, *a))
+
         def one(start: int, stop: int) -> Any:
-            out = _check_block(function(start, stop, *args), start, stop)
+            out = _check_block(call(function, start, stop, args), start, stop)
             on_block(start, stop)
             return out
 
-        n = min(self.slots, len(blocks))
         if n <= 1:
             return [one(s, e) for s, e in blocks]
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=n)
