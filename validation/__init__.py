@@ -1,4 +1,4 @@
-"""Monte Carlo checks of the suite's formulas (SPEC §5).
+"""Monte Carlo checks of the suite's formulas (docs/theory.md §5).
 
 The checks test that the estimators are calibrated and the corrected gradients unbiased;
 a registry feeds the report runner.

@@ -5,7 +5,9 @@
 prints what a check claims, its reference and published figure, the scenario it
 describes and, when a previous report holds it, the figures of its cells;
 ``calibrate MODULE:FUNCTION`` runs the calibration battery of
-:mod:`validation.calibrate` on any estimator and writes the same report.
+:mod:`validation.calibrate` on any estimator and writes the same report; ``mutants``
+runs the mutation harness of :mod:`validation.mutants` (exit 0 only when every
+catalogued wrong implementation is caught by some cell).
 
 Exit status of ``run``: 0 when every claim holds and every negative control fails as
 it should; 1 otherwise (the failures are printed); 2 for a usage error; 130 when
@@ -51,7 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m validation",
         description="Monte Carlo validation of the A/B-test and retrieval formulas.",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,list,show,calibrate}")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="{run,list,show,calibrate,mutants}"
+    )
 
     run = sub.add_parser(
         "run",
@@ -64,7 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--only",
         nargs="+",
         metavar="NAME",
-        help="run only these checks: check names, group names or shell patterns (ab-*)",
+        help="run only these checks: check names (power-mde-roundtrip), group names "
+        "(retrieval), shell patterns (cuped-*) or cell names "
+        "(aa-calibration/false-positive-rate: its check runs)",
     )
     run.add_argument("--out", default="report", help="report folder (default: report/)")
     run.add_argument(
@@ -105,6 +111,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     show.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE")
     _add_calibrate_parser(sub)
+    mut = sub.add_parser(
+        "mutants",
+        help="run the report under each wrong implementation; exit 0 if all are caught",
+        description="Mutation harness: swap each catalogued wrong implementation of a "
+        "public function into its module, run the checks that exercise it, and print the "
+        "cells that failed (killed it). Exit 0 only when every mutant is killed. "
+        "Example: --only sample-size-21pct-small loss-logq-added",
+    )
+    mut.add_argument("--profile", choices=PROFILES, default="quick", help="default: quick")
+    mut.add_argument("--only", nargs="+", metavar="NAME", help="mutant names (see --list)")
+    mut.add_argument("--list", action="store_true", help="list the catalogue and exit")
+    mut.add_argument("--seed", type=_seed, default=DEFAULT_SEED, help=f"default: {DEFAULT_SEED}")
+    mut.add_argument("--out", default=None, help="also write mutants.json into this folder")
     return parser
 
 
@@ -472,6 +491,55 @@ def _cmd_calibrate(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     return _print_summary(cal.run, paths)
 
 
+def _cmd_mutants(args: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from validation.mutants import run_mutant, select_mutants
+
+    try:
+        mutants = select_mutants(args.only)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.list:
+        for m in mutants:
+            print(f"{m.name:<36} {m.target}\n    {m.description}")
+        return EXIT_OK
+    if not _load([]):
+        return EXIT_FAILED
+    print(f"{'mutant':<36} {'state':<9} {'s':>6}  killing cells", flush=True)
+    rows = []
+    try:
+        for m in mutants:
+            outcome = run_mutant(m, profile=args.profile, seed=args.seed)
+            state = "killed" if outcome.killed else "SURVIVED"
+            cells = ", ".join(outcome.killed_by[:4]) + (
+                f" (+{len(outcome.killed_by) - 4})" if len(outcome.killed_by) > 4 else ""
+            )
+            print(f"{m.name:<36} {state:<9} {outcome.elapsed_s:>6.1f}  {cells}", flush=True)
+            rows.append(
+                {
+                    "mutant": m.name,
+                    "target": m.target,
+                    "description": m.description,
+                    "killed_by": list(outcome.killed_by),
+                    "elapsed_s": outcome.elapsed_s,
+                }
+            )
+    except KeyboardInterrupt:
+        print("\ninterrupted.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    killed = sum(bool(r["killed_by"]) for r in rows)
+    print(f"mutation score: {killed}/{len(rows)} killed ({args.profile} profile)")
+    if args.out is not None:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        doc = {"profile": args.profile, "seed": args.seed, "mutants": rows}
+        (out / "mutants.json").write_text(json.dumps(doc, indent=2), encoding="utf-8")
+    return EXIT_OK if killed == len(rows) else EXIT_FAILED
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     parser = build_parser()
@@ -485,6 +553,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _cmd_show(args)
     if args.command == "calibrate":
         return _cmd_calibrate(args, argv)
+    if args.command == "mutants":
+        return _cmd_mutants(args)
     return _cmd_run(args)
 
 

@@ -1,7 +1,7 @@
 """Monte Carlo helpers of the A/B-test checks: coverage, p-value uniformity, variance ratios.
 
 Every helper returns a figure together with the half-width of its acceptance band,
-``z`` Monte Carlo standard errors (SPEC §5), so a check only states its claim. The
+``z`` Monte Carlo standard errors (docs/theory.md §5), so a check only states its claim. The
 Kolmogorov-Smirnov helper states its own false-failure rate: the exact one-sample KS
 critical value at the same two-sided tail probability as ``z`` normal standard errors
 (6.3e-5 for ``z = 4``), so a KS cell weighs the same as any other cell in the report's
@@ -71,7 +71,7 @@ def coverage(covered: npt.ArrayLike, *, expected: float = 0.95, z: float = Z_FAM
     """Share of replicates whose interval covered the truth, with ``z`` s.e. of ``expected``.
 
     The band uses the *claimed* proportion, ``sqrt(p (1 - p) / R)`` at ``p = expected``,
-    so it does not depend on the noisy estimate (SPEC §5).
+    so it does not depend on the noisy estimate (docs/theory.md §5).
 
     Examples
     --------
@@ -148,7 +148,7 @@ def variance_ratio(
 
     With a_r = (x_r - xbar)^2 and b_r = (y_r - ybar)^2 over the same replicates,
     the ratio is abar / bbar and its Monte Carlo s.e. is
-    ``sd(a - ratio * b) / (sqrt(R) * bbar)`` (the linearisation of SPEC §1 applied to
+    ``sd(a - ratio * b) / (sqrt(R) * bbar)`` (the linearisation of docs/theory.md §1 applied to
     the replicates), which accounts for the pairing.
 
     Examples
@@ -180,7 +180,7 @@ def sd_ratio(
 
     ``figure = sd(values) / mean(std_errors)``: 1 when the standard error is right.
     Its Monte Carlo s.e. linearises ``sqrt(mean(a)) / mean(s)`` with
-    a_r = (x_r - xbar)^2 R/(R-1), jointly over the replicates (SPEC §1 linearisation).
+    a_r = (x_r - xbar)^2 R/(R-1), jointly over the replicates (docs/theory.md §1 linearisation).
     """
     x = np.asarray(values, dtype=np.float64)
     s = np.asarray(std_errors, dtype=np.float64)

@@ -1,6 +1,6 @@
 """Core types of the validation suite: check results, negative controls and the registry.
 
-A *check* is a Monte Carlo experiment that tests one claim of SPEC.md against a
+A *check* is a Monte Carlo experiment that tests one claim of docs/theory.md against a
 simulator whose truth is known. Each check is a function registered with
 :func:`register`; it receives a :class:`RunContext` (profile, seed, z) and returns one
 or more :class:`CheckResult`. Later work only adds checks; the runner and the report
@@ -23,9 +23,90 @@ Profile = Literal["quick", "full"]
 PROFILES: tuple[Profile, ...] = ("quick", "full")
 
 
+#: The rules a claim can state. ``within``: ``|figure - expected| <= tolerance``;
+#: ``at_most``: ``figure <= expected + tolerance``; ``at_least``:
+#: ``figure >= expected - tolerance``; ``below`` / ``above``: the figure is *clearly*
+#: below ``expected - tolerance`` / above ``expected + tolerance`` (a documented
+#: breakdown, e.g. "the delta interval under-covers here").
+Rule = Literal["within", "at_most", "at_least", "below", "above"]
+RULES: tuple[Rule, ...] = ("within", "at_most", "at_least", "below", "above")
+#: Rules that claim a formula *breaks* in a scenario (the report shows them amber).
+BREAKDOWN_RULES: tuple[Rule, ...] = ("below", "above")
+
+
+def rule_holds(rule: str, figure: float, expected: float, tolerance: float) -> bool:
+    """Return whether ``figure`` satisfies ``rule`` against ``expected ± tolerance``.
+
+    The one place where a verdict is computed: every cell's claim and every negative
+    control go through it. A non-finite figure never holds.
+
+    Examples
+    --------
+    >>> rule_holds("within", 0.949, 0.95, 0.004), rule_holds("below", 0.80, 0.95, 0.01)
+    (True, True)
+    """
+    if rule not in RULES:
+        raise ValueError(f"`rule` must be one of {RULES}; got {rule!r}.")
+    try:
+        f, e, t = float(figure), float(expected), float(tolerance)
+    except (TypeError, ValueError):
+        return False
+    if not (math.isfinite(f) and math.isfinite(e) and math.isfinite(t)):
+        return False
+    if rule == "within":
+        return abs(f - e) <= t
+    if rule == "at_most":
+        return f <= e + t
+    if rule == "at_least":
+        return f >= e - t
+    if rule == "below":
+        return f < e - t
+    return f > e + t
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A figure, its expected value, a Monte Carlo tolerance and a rule; judges itself.
+
+    Attributes
+    ----------
+    figure : float
+        The measured statistic.
+    expected : float
+        Its value under the claim.
+    tolerance : float
+        ``z`` Monte Carlo standard errors of ``figure`` (see :mod:`validation.mc`).
+    rule : {"within", "at_most", "at_least", "below", "above"}
+        How ``figure`` is compared with ``expected ± tolerance`` (:func:`rule_holds`).
+    """
+
+    figure: float
+    expected: float
+    tolerance: float
+    rule: Rule = "within"
+
+    def __post_init__(self) -> None:
+        if self.rule not in RULES:
+            raise ValueError(f"`rule` must be one of {RULES}; got {self.rule!r}.")
+
+    @property
+    def holds(self) -> bool:
+        """Whether the claim holds for its own figure."""
+        return rule_holds(self.rule, self.figure, self.expected, self.tolerance)
+
+    def holds_for(self, figure: float) -> bool:
+        """Whether the same claim (expected, tolerance, rule) holds for ``figure``."""
+        return rule_holds(self.rule, figure, self.expected, self.tolerance)
+
+
 @dataclass(frozen=True, slots=True)
 class NegativeControl:
     """A variant for which the claim is false; the check must reject it.
+
+    The single negative-control rule of the suite: a control fails as it should when
+    the *cell's own claim* (same expected value, tolerance and rule) does not hold for
+    the control's figure. :class:`CheckResult` fills ``failed_as_expected`` from its
+    claim; checks give only the name and the figure.
 
     Attributes
     ----------
@@ -33,14 +114,14 @@ class NegativeControl:
         What the control is, e.g. ``"naive binomial s.e."``.
     figure : float
         The control's value of the check's statistic.
-    failed_as_expected : bool
-        True when the control falls outside the tolerance band (or otherwise fails the
-        claim as it should). A control that passes is a failure of the suite.
+    failed_as_expected : bool or None
+        Set by the cell: True when its claim does not hold for ``figure``. A control
+        that passes is a failure of the suite.
     """
 
     name: str
     figure: float
-    failed_as_expected: bool
+    failed_as_expected: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +142,8 @@ class CheckResult:
         Its value under the claim (e.g. 0.95).
     tolerance : float
         Half-width of the acceptance band, ``z`` Monte Carlo standard errors.
-    passed : bool
-        ``abs(figure - expected) <= tolerance`` (or the check's own stated rule).
+    rule : {"within", "at_most", "at_least", "below", "above"}
+        How the figure is judged (:func:`rule_holds`); ``passed`` is computed from it.
     n_replicates : int
         Monte Carlo replicates behind ``figure``.
     seed : int
@@ -71,6 +152,19 @@ class CheckResult:
         None only for exact identities (the claim says why).
     extra : dict
         Series for plots and details (JSON-serialisable); not part of the verdict.
+    rule : str
+        See above; default ``"within"``.
+    n_undefined : int
+        Replicates where the statistic is undefined (a zero control ratio, a failed
+        fit); excluded from ``figure`` and shown in the report, never scored as misses.
+    seed_key : str
+        Name of the seed stream of the cell (:meth:`RunContext.seed_sequence`); with
+        ``seed`` it reproduces the cell alone (``run --only CHECK --seed SEED``).
+        Defaults to the check name (the part of ``name`` before ``/``).
+    passed : bool
+        Computed from the claim: whether the cell's :attr:`verdict` holds. A check
+        leaves it out; a value given that contradicts the claim raises ``ValueError``
+        (so a hand-written verdict cannot disagree with the stored rule).
     """
 
     name: str
@@ -79,11 +173,45 @@ class CheckResult:
     figure: float
     expected: float
     tolerance: float
-    passed: bool
     n_replicates: int
     seed: int
     negative_control: NegativeControl | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    rule: Rule = "within"
+    n_undefined: int = 0
+    seed_key: str = ""
+    passed: bool | None = None
+
+    def __post_init__(self) -> None:
+        verdict = self.verdict
+        if self.passed is not None and bool(self.passed) != verdict.holds:
+            raise ValueError(
+                f"cell {self.name!r}: `passed={self.passed!r}` contradicts its claim "
+                f"(figure {self.figure!r}, expected {self.expected!r} ± {self.tolerance!r}, "
+                f"rule {self.rule!r}); leave `passed` out and state the rule with `rule=`."
+            )
+        object.__setattr__(self, "passed", verdict.holds)
+        if not self.seed_key:
+            object.__setattr__(self, "seed_key", self.name.split("/", 1)[0])
+        ctrl = self.negative_control
+        if ctrl is not None:
+            failed = not verdict.holds_for(ctrl.figure)
+            judged = NegativeControl(ctrl.name, ctrl.figure, failed)
+            object.__setattr__(self, "negative_control", judged)
+        if self.n_undefined < 0:
+            raise ValueError(f"`n_undefined` must be >= 0; got {self.n_undefined}.")
+
+    @property
+    def verdict(self) -> Claim:
+        """The cell's :class:`Claim` (figure, expected, tolerance, rule)."""
+        return Claim(self.figure, self.expected, self.tolerance, self.rule)
+
+    @property
+    def state(self) -> str:
+        """``"holds"``, ``"breaks as stated"`` (a documented breakdown) or ``"fails"``."""
+        if not self.ok:
+            return "fails"
+        return "breaks as stated" if self.rule in BREAKDOWN_RULES else "holds"
 
     @property
     def ok(self) -> bool:
@@ -167,7 +295,7 @@ class Check:
     function : callable
         ``function(ctx) -> CheckResult | list[CheckResult]``.
     reference : str
-        The paper and equation / SPEC section the claim comes from.
+        The paper and equation / docs/theory.md section the claim comes from.
     published : str
         A published figure the check reproduces, with its source, or "".
     group : str
@@ -268,6 +396,7 @@ BUILTIN_CHECK_MODULES: list[str] = [
     "validation.ab_checks",
     "validation.power_checks",
     "validation.retrieval_checks",
+    "validation.retrieval_shipped",
     "validation.cuped_checks",
 ]
 

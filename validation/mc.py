@@ -1,4 +1,4 @@
-"""Monte Carlo standard errors and the tolerance bands every check uses (SPEC §5).
+"""Monte Carlo standard errors and the tolerance bands every check uses (docs/theory.md §5).
 
 A check passes when ``|figure - expected| <= tolerance`` with
 ``tolerance = z * mcse``. The report uses one ``z`` for every cell, :data:`Z_FAMILY`,
@@ -69,3 +69,30 @@ def proportion_tolerance(p: float, n_replicates: int, z: float = Z_FAMILY) -> fl
 def band(expected: float, mcse: float, z: float = Z_FAMILY) -> tuple[float, float]:
     """Return the acceptance interval ``expected ± z * mcse``."""
     return expected - z * mcse, expected + z * mcse
+
+
+#: Batches of every pilot whose Monte Carlo s.e. comes from batch means.
+PILOT_BATCHES: int = 16
+
+
+def pilot_sigma(batch_sigmas) -> tuple[float, float]:
+    """Pool per-batch standard deviations of a pilot: ``(sigma, its Monte Carlo s.e.)``.
+
+    ``sigma = sqrt(mean of the batch variances)`` and its s.e. is the standard
+    deviation of the batch sigmas over ``sqrt(n_batches)`` (batch means). Every pilot
+    of the suite (power checks, calibrate's power cells) goes through this helper.
+
+    Examples
+    --------
+    >>> s, se = pilot_sigma([1.0, 1.0, 1.0])
+    >>> (s, se)
+    (1.0, 0.0)
+    """
+    import numpy as np
+
+    sig = np.asarray(batch_sigmas, dtype=np.float64)
+    if sig.ndim != 1 or sig.size < 2:
+        raise ValueError(f"`batch_sigmas` must be 1-D with >= 2 batches; got shape {sig.shape}.")
+    if not np.all(np.isfinite(sig)) or (sig < 0).any():
+        raise ValueError("`batch_sigmas` must be finite and >= 0.")
+    return float(np.sqrt(np.mean(sig**2))), float(np.std(sig, ddof=1) / math.sqrt(sig.size))

@@ -14,7 +14,7 @@ message naming the estimator, the property, the field and both values when the
 property fails. Exceptions the estimator raises propagate unchanged (raising a clear
 error on degenerate input is allowed; returning NaN is not).
 
-Properties (SPEC §1; the exact identities of the delta method [1]_):
+Properties (docs/theory.md §1; the exact identities of the delta method [1]_):
 
 * :func:`check_scale_invariance`: a ratio metric is unchanged when V and M are
   multiplied by the same factor; a mean metric (and a covariate adjustment) is
@@ -200,7 +200,7 @@ def check_scale_invariance(
     ------
     AssertionError
         ``"ratio"``: the five fields change when V and M are both multiplied by
-        ``factor`` (SPEC §1: R = Vbar/Mbar and var(L)/n are invariant).
+        ``factor`` (docs/theory.md §1: R = Vbar/Mbar and var(L)/n are invariant).
         ``"mean"``/``"covariate"``: estimate, s.e. and interval are not multiplied by
         ``factor`` when Y is, or the p-value changes; ``"covariate"`` also: any
         field changes when X is multiplied by ``factor``.

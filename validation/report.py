@@ -196,8 +196,8 @@ def deviation_figure(cells: Sequence[tuple[Check, CheckResult]], title: str) -> 
                 [d],
                 [y],
                 "D" if own else "o",
-                color="#2a7" if res.passed else "#c22",
-                label=("cell (pass)" if res.passed else "cell (FAIL)")
+                color=("#c22" if not res.passed else "#d90" if own else "#2a7"),
+                label=("cell (FAIL)" if not res.passed else f"cell ({res.state})")
                 + (", own rule" if own else ""),
             )
         ctrl = res.negative_control
@@ -512,11 +512,13 @@ def _cell_row(check: Check, res: CheckResult) -> tuple[tuple[str, ...], str]:
         _scenario_text(res.scenario),
         _fmt(res.figure, 5),
         f"{_fmt(res.expected, 5)} ± {_fmt(res.tolerance, 3)}",
-        str(res.n_replicates),
-        ("PASS" if res.passed else "FAIL") + (" (own rule)" if uses_own_rule(res) else ""),
+        str(res.n_replicates) + (f" ({res.n_undefined} undefined)" if res.n_undefined else ""),
+        res.state + ("" if res.rule == "within" else f" (rule {res.rule})"),
         *ctrl_cells,
     )
-    return row, ("pass" if not cell_problems(check, res) else "fail")
+    if cell_problems(check, res):
+        return row, "fail"
+    return row, ("breaks" if res.state == "breaks as stated" else "pass")
 
 
 _CELL_HEADER = (
@@ -641,9 +643,10 @@ def _check_blocks(outcome: CheckOutcome, plot: PlotOutcome | None) -> list[Block
         if any(uses_own_rule(r) for r in outcome.results):
             out.append(
                 _p(
-                    "(own rule): the verdict follows the cell's own rule, stated in its "
-                    "claim (e.g. a one-sided bound, or a method that must fail here), not "
-                    "|figure − expected| ≤ tolerance."
+                    "(rule at_most / at_least): a one-sided bound; (rule below / above): a "
+                    "documented breakdown, the figure must leave the band on that side; "
+                    "otherwise |figure − expected| ≤ tolerance. The negative control is "
+                    "judged by the same claim and must not hold."
                 )
             )
         own = [r for r in outcome.results if r.claim and r.claim != check.claim]
@@ -772,6 +775,7 @@ th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: left;
 th { background: #f2f2f2; }
 tr.pass td { background: #f1faf1; }
 tr.fail td { background: #fde8e8; }
+tr.breaks td { background: #fff4d6; }
 code, pre { background: #f6f6f6; font-size: 0.9em; }
 pre { padding: 0.6em; overflow-x: auto; }
 img { max-width: 100%; height: auto; display: block; margin: 0.5em 0;

@@ -1,4 +1,4 @@
-"""Run registered checks, judge the suite and write ``results.json`` (SPEC §5).
+"""Run registered checks, judge the suite and write ``results.json`` (docs/theory.md §5).
 
 The runner selects checks from the registry of :mod:`validation.core`, runs each with
 a :class:`~validation.core.RunContext` carrying the run's root seed, records what every
@@ -128,19 +128,27 @@ class CheckOutcome:
 
 
 def uses_own_rule(res: CheckResult) -> bool:
-    """Tell whether ``res.passed`` differs from the rule ``|figure - expected| <= tol``.
+    """Tell whether the cell's rule is other than ``|figure - expected| <= tolerance``.
 
-    Some cells state their own rule in their claim (a one-sided bound, or a claim
-    that a method *fails* in a scenario); the report marks their verdicts so that a
-    PASS outside the band is not mistaken for an error.
+    Every cell stores its rule (:data:`validation.core.RULES`): a one-sided bound
+    (``at_most``, ``at_least``) or a documented breakdown (``below``, ``above``). The
+    report names the rule so that a verdict outside the ± band is not read as an error.
     """
-    if not (_is_finite_number(res.figure) and _is_finite_number(res.tolerance)):
-        return False
-    try:
-        inside = abs(float(res.figure) - float(res.expected)) <= float(res.tolerance)
-    except (TypeError, ValueError):
-        return False
-    return bool(res.passed) != inside
+    return res.rule != "within"
+
+
+_RULE_TEXT = {
+    "within": "outside",
+    "at_most": "above (rule at_most)",
+    "at_least": "below (rule at_least)",
+    "below": "not clearly below (rule below)",
+    "above": "not clearly above (rule above)",
+}
+
+
+def state_label(res: CheckResult) -> str:
+    """Console word of a cell's state: HOLDS, BREAKS (as stated) or FAIL."""
+    return {"holds": "HOLDS", "breaks as stated": "BREAKS", "fails": "FAIL"}[res.state]
 
 
 def cell_problems(check: Check, res: CheckResult) -> list[str]:
@@ -156,7 +164,7 @@ def cell_problems(check: Check, res: CheckResult) -> list[str]:
         if not _is_finite_number(value):
             out.append(f"cell {res.name!r}: {label} is not a finite number ({value!r}).")
     if not res.passed:
-        where = "by its own rule (see its claim) against" if uses_own_rule(res) else "outside"
+        where = _RULE_TEXT.get(res.rule, "outside")
         out.append(
             f"cell {res.name!r} failed: figure {_fmt(res.figure)} {where} "
             f"{_fmt(res.expected)} ± {_fmt(res.tolerance)}."
@@ -365,8 +373,11 @@ def select_checks(only: Sequence[str] | None = None) -> list[Check]:
     Parameters
     ----------
     only : sequence of str or None
-        Each entry is a check name, a group name (``"ab"``, ``"retrieval"``...) or a
-        shell-style pattern on check names (``"ab-*"``). None or empty: every check.
+        Each entry is a check name, a group name (``"ab"``, ``"retrieval"``...), a
+        shell-style pattern on check names (``"ab-*"``) or a cell name
+        (``"aa-calibration/false-positive-rate"``: its check runs, and the cell has the
+        figure it has in the full run, since its seed depends only on the run seed and
+        the cell's seed key). None or empty: every check.
 
     Returns
     -------
@@ -383,6 +394,8 @@ def select_checks(only: Sequence[str] | None = None) -> list[Check]:
     chosen: set[str] = set()
     unknown: list[str] = []
     for selector in only:
+        if "/" in selector:  # a cell: run its check
+            selector = selector.split("/", 1)[0]
         hits = {
             c.name
             for c in checks
@@ -749,8 +762,12 @@ def format_outcome_lines(outcome: CheckOutcome) -> list[str]:
         lines.append(f"ERROR {check.name:<40} raised {last}")
     elif not outcome.results:
         lines.append(f"FAIL  {check.name:<40} returned no cells")
+    if outcome.results:
+        lines.append(
+            f"{'state':<6} {'cell':<40} {'figure':>10}  {'expected ± tolerance':<22} "
+            f"{'rule':<8} {'R (undef.)':<12} negative control"
+        )
     for res in outcome.results:
-        verdict = ("PASS" if res.passed else "FAIL") + ("*" if uses_own_rule(res) else "")
         band = f"{_fmt(res.expected)} ± {_fmt(res.tolerance)}"
         ctrl = res.negative_control
         if ctrl is None:
@@ -761,12 +778,11 @@ def format_outcome_lines(outcome: CheckOutcome) -> list[str]:
             ctrl_text = f"control {ctrl.name} = {_fmt(ctrl.figure)}: fails as expected"
         else:
             ctrl_text = f"control {ctrl.name} = {_fmt(ctrl.figure)}: PASSED (suite failure)"
+        reps = f"{res.n_replicates}" + (f" ({res.n_undefined})" if res.n_undefined else "")
         lines.append(
-            f"{verdict:<5} {res.name:<40} {_fmt(res.figure):>10}  {band:<22} "
-            f"R={res.n_replicates:<7d} {ctrl_text}"
+            f"{state_label(res):<6} {res.name:<40} {_fmt(res.figure):>10}  {band:<22} "
+            f"{res.rule:<8} {reps:<12} {ctrl_text}"
         )
-    if any(uses_own_rule(r) for r in outcome.results):
-        lines.append("      * verdict by the cell's own rule (see its claim), not the ± band")
     lines.append(f"      {check.name} took {outcome.elapsed_s:.1f} s")
     return lines
 

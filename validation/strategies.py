@@ -58,7 +58,7 @@ _SEEDS = st.integers(min_value=0, max_value=2**32 - 1)
 
 
 def ctr_scenarios() -> st.SearchStrategy[Any]:
-    """Draw a CTR scenario: beta-binomial (any views law), Deng 2018 classes or SPEC §2.
+    """Draw a CTR scenario: beta-binomial (any views law), Deng 2018 classes or docs/theory.md §2.
 
     Returns
     -------
@@ -107,7 +107,7 @@ def _validate_sizes(min_users_per_arm: Any, max_users_per_arm: Any) -> None:
 
 
 def _linearised_variance(clicks: np.ndarray, views: np.ndarray) -> float:
-    """Sample variance of L_i = V_i/Mbar - (Vbar/Mbar^2) M_i (SPEC §1) in one arm."""
+    """Sample variance of L_i = V_i/Mbar - (Vbar/Mbar^2) M_i (docs/theory.md §1) in one arm."""
     v = clicks.astype(np.float64)
     m = views.astype(np.float64)
     mbar = m.mean()

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from validation import CheckResult, NegativeControl, RunContext, family_wise_rate, register
-from validation.core import get_check, iter_checks, unregister
+from validation.core import Claim, get_check, iter_checks, rule_holds, unregister
 from validation.mc import mcse_proportion, proportion_tolerance, two_sided_tail
 
 
@@ -16,7 +16,6 @@ def _result(**kw):
         figure=np.float64(0.95),
         expected=0.95,
         tolerance=0.01,
-        passed=True,
         n_replicates=10,
         seed=1,
     )
@@ -25,7 +24,7 @@ def _result(**kw):
 
 
 def test_to_dict_is_json_and_keeps_schema_keys():
-    res = _result(negative_control=NegativeControl("naive", 0.8, True), extra={"a": np.arange(2)})
+    res = _result(negative_control=NegativeControl("naive", 0.8), extra={"a": np.arange(2)})
     d = json.loads(json.dumps(res.to_dict()))
     for key in (
         "name",
@@ -45,8 +44,58 @@ def test_to_dict_is_json_and_keeps_schema_keys():
 
 def test_ok_requires_negative_control_to_fail():
     assert _result().ok
-    assert not _result(negative_control=NegativeControl("n", 0.95, False)).ok
-    assert not _result(passed=False).ok
+    assert not _result(negative_control=NegativeControl("n", 0.955)).ok
+    assert not _result(figure=0.9).ok
+
+
+@pytest.mark.parametrize(
+    ("rule", "figure", "holds"),
+    [
+        ("within", 0.951, True),
+        ("within", 0.97, False),
+        ("at_most", 0.90, True),
+        ("at_most", 0.97, False),
+        ("at_least", 0.99, True),
+        ("at_least", 0.93, False),
+        ("below", 0.93, True),
+        ("below", 0.945, False),
+        ("above", 0.97, True),
+        ("above", 0.955, False),
+        ("within", float("nan"), False),
+    ],
+)
+def test_claim_rules(rule, figure, holds):
+    assert Claim(figure, 0.95, 0.01, rule).holds is holds
+    assert rule_holds(rule, figure, 0.95, 0.01) is holds
+
+
+def test_claim_rejects_unknown_rule():
+    with pytest.raises(ValueError, match="`rule` must be one of"):
+        Claim(0.0, 0.0, 1.0, "roughly")
+
+
+def test_negative_control_is_judged_by_the_cells_own_claim():
+    # the control's own s.e. does not enter: same expected, tolerance and rule
+    inside = _result(negative_control=NegativeControl("c", 0.945, True))
+    assert inside.negative_control.failed_as_expected is False  # the given bool is replaced
+    below = _result(figure=0.90, rule="below", negative_control=NegativeControl("t", 0.95))
+    assert below.passed and below.negative_control.failed_as_expected
+    assert below.state == "breaks as stated"
+    assert _result().state == "holds" and _result(figure=0.5).state == "fails"
+
+
+def test_hand_written_verdict_that_contradicts_the_claim_raises():
+    assert _result(passed=True).passed
+    with pytest.raises(ValueError, match="contradicts its claim"):
+        _result(passed=False)
+
+
+def test_undefined_replicates_and_seed_key():
+    res = _result(name="chk/cell", n_undefined=3)
+    assert res.n_undefined == 3 and res.seed_key == "chk"
+    assert res.to_dict()["n_undefined"] == 3
+    with pytest.raises(ValueError, match="n_undefined"):
+        _result(n_undefined=-1)
 
 
 def test_registry_roundtrip_and_duplicate_name():

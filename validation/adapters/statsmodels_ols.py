@@ -2,7 +2,7 @@
 
 :func:`cluster_ols` expands each user's views into session rows (click 0/1) and fits
 ``click ~ 1 + treatment`` with ``cov_type="cluster"`` grouped by user and statsmodels'
-defaults (small-sample correction on, normal reference distribution): the SPEC §1
+defaults (small-sample correction on, normal reference distribution): the docs/theory.md §1
 equivalence with the delta method [1]_, up to the correction factor
 ``G/(G-1) (N-1)/(N-K)``. Users with no views have no rows. :func:`ols` fits
 ``y ~ 1 + arm + X`` per user with ``cov_type="HC1"`` (regression adjustment, the OLS
