@@ -3,7 +3,13 @@
 A/B click data (SPEC §1-3) and synthetic softmax / retrieval problems (SPEC §4).
 """
 
-from sim._fanout import Backend, SchedulerUnreachableError, map_blocks, use_backend
+from sim._fanout import (
+    Backend,
+    SchedulerUnreachableError,
+    active_session,
+    map_blocks,
+    use_backend,
+)
 from sim._seed import RngLike, as_seed_sequence, child_sequences
 from sim.ab import (
     MOMENT_NAMES,
@@ -36,6 +42,7 @@ __all__ = ["RngLike", "as_seed_sequence", "child_sequences"]
 __all__ += [  # replicate blocks on threads, processes or a cluster (sim._fanout)
     "Backend",
     "SchedulerUnreachableError",
+    "active_session",
     "map_blocks",
     "use_backend",
 ]
