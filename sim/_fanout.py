@@ -374,21 +374,28 @@ class _DaskSession(Session):
     def run(self, function, blocks, args, on_block):
         distributed = self._distributed
         token = time.monotonic_ns()  # a fresh key per call: never reuse another run's result
-        futures = [
-            self.client.submit(
-                _call_pinned, function, s, e, args, key=f"abrec-block-{token}-{s}-{e}", pure=False
-            )
-            for s, e in blocks
-        ]
+        n = len(blocks)
+        futures = self.client.map(  # one graph update for all blocks
+            _call_pinned,
+            [function] * n,
+            [s for s, _ in blocks],
+            [e for _, e in blocks],
+            [args] * n,
+            key=[f"abrec-block-{token}-{s}-{e}" for s, e in blocks],
+            pure=False,
+        )
         index = {f.key: i for i, f in enumerate(futures)}
-        out: list[Any] = [None] * len(blocks)
+        out: list[Any] = [None] * n
         try:
-            # as_completed polls (every 0.1 s), so an interrupt is seen at once
-            for fut in distributed.as_completed(futures, loop=self.client.loop):
-                i = index[fut.key]
-                s, e = blocks[i]
-                out[i] = _check_block(fut.result(), s, e)
-                on_block(s, e)
+            # results are gathered in batches by the client's event loop; the iteration
+            # polls every 0.1 s, so an interrupt is seen at once
+            done = distributed.as_completed(futures, with_results=True, loop=self.client.loop)
+            for batch in done.batches():
+                for fut, result in batch:
+                    i = index[fut.key]
+                    s, e = blocks[i]
+                    out[i] = _check_block(result, s, e)
+                    on_block(s, e)
         except BaseException:
             self.client.cancel(futures, force=True)
             raise
