@@ -271,6 +271,16 @@ class Session:
         """Release what the session started (threads, processes, cluster, client)."""
 
 
+def _library(module: str, kind: str, install: str) -> Any:
+    """Import the library a backend needs (only when that backend is asked for)."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ImportError(f"the {kind!r} backend needs {module}: {install}") from exc
+
+
 class _ThreadSession(Session):
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
@@ -303,13 +313,7 @@ class _ThreadSession(Session):
 
 class _LokySession(Session):
     def __init__(self, backend: Backend) -> None:
-        try:
-            import joblib
-        except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise ImportError(
-                "the 'loky' backend needs joblib: pip install 'abrec-validate[dask]'"
-            ) from exc
-        self._joblib = joblib
+        self._joblib = joblib = _library("joblib", "loky", "pip install 'abrec-validate[loky]'")
         self.backend = backend
         self.slots = backend.workers or joblib.cpu_count()
         self.description = f"loky: {self.slots} local processes"
@@ -327,13 +331,9 @@ class _LokySession(Session):
 
 class _DaskSession(Session):
     def __init__(self, backend: Backend) -> None:
-        try:
-            import distributed
-        except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise ImportError(
-                "the 'dask' backend needs dask.distributed: pip install 'abrec-validate[dask]'"
-            ) from exc
-        self._distributed = distributed
+        self._distributed = distributed = _library(
+            "distributed", "dask", "pip install 'abrec-validate[dask]'"
+        )
         self.backend = backend
         self._cluster = None
         self._own_client = backend.client is None
@@ -412,11 +412,7 @@ class _DaskSession(Session):
 
 class _RaySession(Session):
     def __init__(self, backend: Backend) -> None:
-        try:
-            import ray
-        except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise ImportError("the 'ray' backend needs ray: pip install ray") from exc
-        self._ray = ray
+        self._ray = ray = _library("ray", "ray", "pip install ray")
         self.backend = backend
         self._started = not ray.is_initialized()
         if self._started:

@@ -226,3 +226,12 @@ def test_quick_profile_identical_in_process_scheduler_and_local_cluster(tmp_path
         )
     assert "dask LocalCluster tcp://127.0.0.1:" in out.out
     assert docs["here"] == docs["there"] == docs["local"]
+
+
+def test_missing_library_exits_2_with_the_install_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # `import distributed` fails
+    rc, out = _run(
+        ["run", "--only", SUBSET[0], "--out", str(tmp_path), "--backend", "dask"], capsys
+    )
+    assert rc == 2
+    assert "the 'dask' backend needs distributed: pip install 'abrec-validate[dask]'" in out.err
