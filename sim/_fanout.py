@@ -64,7 +64,7 @@ THREAD_BLOCK_SIZE: int = 16
 #: choose: enough for load balance and to bound the work a lost worker takes with it.
 BLOCKS_PER_SLOT: int = 8
 
-_ADDRESS = re.compile(r"^(?:(?:tcp|tls|ws|wss|inproc|ucx|ray)://)?[^\s/:]+(?::\d+)?$")
+_ADDRESS = re.compile(r"^(?:[a-z][a-z0-9+.-]*://\S+|[^\s/:]+:\d+)$")  # scheme://... or host:port
 
 BlockFunction = Callable[..., Any]
 ProgressCallback = Callable[[int], Any]
@@ -359,12 +359,13 @@ class _DaskSession(Session):
             )
             self.client = distributed.Client(self._cluster, set_as_default=False)
             where = f"dask LocalCluster {self._cluster.scheduler_address}"
+        address = self.client.scheduler.address
         try:
             self.client.wait_for_workers(1, timeout=timeout)
         except (OSError, TimeoutError) as exc:
             self.close()
             raise SchedulerUnreachableError(
-                self.client.scheduler.address, timeout, "no worker joined the scheduler"
+                address, timeout, "no worker joined the scheduler"
             ) from exc
         workers = self.client.scheduler_info()["workers"].values()
         self.slots = max(1, sum(int(w.get("nthreads", 1)) for w in workers))

@@ -298,3 +298,22 @@ def test_killed_worker_is_retried_and_figures_identical(dask_session):
     client.wait_for_workers(2, timeout=60)  # the nanny restarts it; leave 2 for other tests
     pids = client.run(os.getpid).values()
     assert killed["pid"] not in pids
+
+
+def test_scheduler_without_workers_fails_fast():
+    with distributed.LocalCluster(
+        n_workers=0, processes=False, dashboard_address=None, silence_logs=40
+    ) as lc:
+        address = lc.scheduler_address
+        t0 = time.monotonic()
+        with pytest.raises(SchedulerUnreachableError, match=r"no worker joined the scheduler"):
+            open_session(Backend("dask", scheduler=address, connect_timeout=1))
+        assert time.monotonic() - t0 < 6.0
+
+
+def test_moments_identical_on_ray(in_process):
+    pytest.importorskip("ray")  # optional: exercised only where ray is installed
+    mom = simulate_moments(
+        SCENARIO, N_USERS, N_REPS, rng=SEED, chunk_size=4, backend=Backend("ray", workers=2)
+    )
+    _assert_same_moments(mom, in_process)
