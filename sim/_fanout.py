@@ -42,13 +42,14 @@ seconds.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import contextvars
 import logging
 import math
 import numbers
 import re
-import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -233,7 +234,7 @@ def blocks_of(n_items: int, block_size: int) -> list[tuple[int, int]]:
 
 
 # --------------------------------------------------------------------------- executors
-class Session:
+class Session(abc.ABC):
     """An open backend: runs replicate blocks and says where they ran.
 
     Created by :func:`use_backend`; not instantiated directly.
@@ -257,6 +258,7 @@ class Session:
         """Replicates per block when the caller does not choose."""
         return max(1, math.ceil(n_items / (BLOCKS_PER_SLOT * self.slots)))
 
+    @abc.abstractmethod
     def run(
         self,
         function: BlockFunction,
@@ -264,11 +266,14 @@ class Session:
         args: tuple,
         on_block: Callable[[int, int], Any],
     ) -> list[Any]:
-        """Run ``function(start, stop, *args)`` for every block; results in block order."""
-        raise NotImplementedError
+        """Run ``function(start, stop, *args)`` for every block; results in block order.
 
-    def close(self) -> None:
+        ``on_block(start, stop)`` is called as each block's result arrives.
+        """
+
+    def close(self) -> None:  # noqa: B027 - most sessions hold nothing to release
         """Release what the session started (threads, processes, cluster, client)."""
+        return None
 
 
 def _library(module: str, kind: str, install: str) -> Any:
@@ -354,6 +359,9 @@ class _DaskSession(Session):
                 threads_per_worker=1,
                 processes=True,
                 dashboard_address=None,
+                # no dashboard, and the scheduler's HTTP routes on a free local port
+                # (not on 8787, which another cluster of this machine may hold)
+                scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
                 silence_logs=logging.ERROR,
                 env={"NUMBA_NUM_THREADS": "1"},
             )
@@ -374,7 +382,7 @@ class _DaskSession(Session):
 
     def run(self, function, blocks, args, on_block):
         distributed = self._distributed
-        token = time.monotonic_ns()  # a fresh key per call: never reuse another run's result
+        token = uuid.uuid4().hex  # fresh keys per call: never another call's (or user's) result
         n = len(blocks)
         futures = self.client.map(  # one graph update for all blocks
             _call_pinned,

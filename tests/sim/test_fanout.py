@@ -42,6 +42,9 @@ from sim import (
 from sim._fanout import as_backend, blocks_of, open_session
 
 distributed = pytest.importorskip("distributed")
+# the scheduler serves HTTP even without a dashboard: on a free port, not 8787 (which
+# another cluster on this machine may hold; the warning would be an error here)
+NO_HTTP_PORT = {"dashboard": False, "dashboard_address": "127.0.0.1:0"}
 
 SCENARIO = Deng2018Classes()
 N_USERS, N_REPS, SEED = 80, 23, 11
@@ -302,7 +305,11 @@ def test_killed_worker_is_retried_and_figures_identical(dask_session):
 
 def test_scheduler_without_workers_fails_fast():
     with distributed.LocalCluster(
-        n_workers=0, processes=False, dashboard_address=None, silence_logs=40
+        n_workers=0,
+        processes=False,
+        dashboard_address=None,
+        scheduler_kwargs=NO_HTTP_PORT,
+        silence_logs=40,
     ) as lc:
         address = lc.scheduler_address
         t0 = time.monotonic()

@@ -27,6 +27,9 @@ from validation.calibrate import calibrate
 from validation.runner import run_checks, select_checks, strip_nondeterministic
 
 distributed = pytest.importorskip("distributed")
+# the scheduler serves HTTP even without a dashboard: on a free port, not 8787 (which
+# another cluster on this machine may hold; the warning would be an error here)
+NO_HTTP_PORT = {"dashboard": False, "dashboard_address": "127.0.0.1:0"}
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -41,6 +44,7 @@ def cluster():
             threads_per_worker=1,
             processes=True,
             dashboard_address=None,
+            scheduler_kwargs=NO_HTTP_PORT,
             silence_logs=40,
         ) as lc,
         distributed.Client(lc, set_as_default=False, timeout=60) as client,
