@@ -173,14 +173,14 @@ class CheckResult:
     figure: float
     expected: float
     tolerance: float
-    n_replicates: int
-    seed: int
+    passed: bool | None = None
+    n_replicates: int = 0
+    seed: int = 0
     negative_control: NegativeControl | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     rule: Rule = "within"
     n_undefined: int = 0
     seed_key: str = ""
-    passed: bool | None = None
 
     def __post_init__(self) -> None:
         verdict = self.verdict
@@ -396,6 +396,8 @@ BUILTIN_CHECK_MODULES: list[str] = [
     "validation.ab_checks",
     "validation.power_checks",
     "validation.retrieval_checks",
+    "validation.retrieval_frequency",
+    "validation.retrieval_training",
     "validation.retrieval_shipped",
     "validation.cuped_checks",
 ]

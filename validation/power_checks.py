@@ -185,8 +185,9 @@ def check_power(ctx: RunContext) -> list[CheckResult]:
             sigma, delta, alpha=_ALPHA, power=_TARGET_POWER, ratio=ratio, method=method
         )
         # The claim is the *target* power: the formula's power at the n that came back
-        # would follow a wrong sample_size. Rounding n up may overshoot the target; that
-        # deterministic overshoot joins the tolerance.
+        # would follow a wrong sample_size. Rounding n up (or Lehr's 16 for 15.7) may
+        # overshoot the target; that deterministic overshoot, never a shortfall, joins
+        # the tolerance.
         expected = _TARGET_POWER
         at_n = float(formula_power(sigma, delta, size, alpha=_ALPHA, ratio=ratio))
         p = _simulated_power(scen, size.n_control, size.n_treatment, r, ss_sim)
@@ -197,7 +198,8 @@ def check_power(ctx: RunContext) -> list[CheckResult]:
             float(formula_power(sigma + sigma_se, delta, size, alpha=_ALPHA, ratio=ratio))
             - float(formula_power(sigma - sigma_se, delta, size, alpha=_ALPHA, ratio=ratio))
         ) / 2.0
-        tolerance = math.hypot(band.tolerance, ctx.z * dp_dsigma) + abs(at_n - expected)
+        overshoot = max(0.0, at_n - expected)
+        tolerance = math.hypot(band.tolerance, ctx.z * dp_dsigma) + overshoot
         wrong = sample_size(
             wrong_sigma, delta, alpha=_ALPHA, power=_TARGET_POWER, ratio=ratio, method=method
         )
@@ -210,7 +212,7 @@ def check_power(ctx: RunContext) -> list[CheckResult]:
                 name=f"power-calibration/{cell}",
                 claim=(
                     f"simulated power = target {expected:.2f} ± z s.e. (+ rounding "
-                    f"overshoot {abs(at_n - expected):.4f}) at n from {method}"
+                    f"overshoot {overshoot:.4f}) at n from {method}"
                 ),
                 scenario={**scen.to_dict(), "sample_size_method": method, "ratio": ratio},
                 figure=band.figure,

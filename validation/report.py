@@ -22,20 +22,37 @@ References
 
 from __future__ import annotations
 
-import base64
-import html
 import io
-import json
 import math
 import os
 import re
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from validation.core import Check, CheckResult
+from validation.findings import calibration_map, findings_blocks
+from validation.recsys_section import (
+    RecsysComparison,
+    load_recsys_results,
+    recsys_blocks,
+    recsys_figure,
+    with_recsys_extra,
+)
+from validation.render import (
+    Block,
+    Bullets,
+    Code,
+    Heading,
+    Image,
+    Table,
+    Toc,
+    _p,
+    render_html,
+    render_markdown,
+)
 from validation.runner import (
     QUICK_BUDGET_S,
     AtomicWriter,
@@ -49,65 +66,6 @@ from validation.runner import (
 
 #: Order of the report's sections; other groups follow alphabetically.
 GROUP_ORDER: tuple[str, ...] = ("ab", "power", "cuped", "retrieval")
-
-_MAX_RECSYS_PNGS = 4
-
-
-# --------------------------------------------------------------------------- blocks
-
-
-@dataclass(frozen=True, slots=True)
-class Heading:
-    """A section heading."""
-
-    level: int
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class Paragraph:
-    """A paragraph of runs ``(style, text)``, style in {"", "b", "code"}."""
-
-    runs: tuple[tuple[str, str], ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Bullets:
-    """A bullet list; each item is a tuple of runs as in :class:`Paragraph`."""
-
-    items: tuple[tuple[tuple[str, str], ...], ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Table:
-    """A table of plain-text cells; ``row_classes`` ("pass", "fail" or "") colour rows."""
-
-    header: tuple[str, ...]
-    rows: tuple[tuple[str, ...], ...]
-    row_classes: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Image:
-    """A PNG: ``src`` is its path relative to the report (markdown); HTML embeds it."""
-
-    src: str
-    png: bytes
-    alt: str
-
-
-@dataclass(frozen=True, slots=True)
-class Code:
-    """A preformatted block."""
-
-    text: str
-
-
-Block = Heading | Paragraph | Bullets | Table | Image | Code
-
-
-def _p(*runs: tuple[str, str] | str) -> Paragraph:
-    return Paragraph(tuple(("", r) if isinstance(r, str) else r for r in runs))
 
 
 # --------------------------------------------------------------------------- plots
@@ -256,225 +214,6 @@ def render_check_plot(outcome: CheckOutcome) -> PlotOutcome | None:
         return PlotOutcome(check.name, None, error=f"{type(exc).__name__}: {exc}")
 
 
-# --------------------------------------------------------------------------- recsys
-
-
-@dataclass(frozen=True, slots=True)
-class RecsysRow:
-    """One method × metric of a ``python -m recsys compare`` results file."""
-
-    method: str
-    metric: str
-    mean: float
-    sd: float | None = None
-    ci_low: float | None = None
-    ci_high: float | None = None
-    n: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class RecsysComparison:
-    """What the report could read from a recsys ``results.json``.
-
-    Attributes
-    ----------
-    path : str
-        The file.
-    rows : tuple of RecsysRow
-        Per method and metric (empty when the structure was not understood).
-    message : str or None
-        Why nothing (or not everything) could be read.
-    details : dict
-        Configuration and data fingerprint, when present.
-    pngs : tuple of (str, bytes)
-        PNG files found next to the results file (e.g. Recall@K per epoch).
-    """
-
-    path: str
-    rows: tuple[RecsysRow, ...] = ()
-    message: str | None = None
-    details: dict[str, Any] = field(default_factory=dict)
-    pngs: tuple[tuple[str, bytes], ...] = ()
-
-
-_EXPECTED_RECSYS = (
-    '{"methods": {METHOD: {METRIC: {"mean": x, "sd": x, "ci_low": x, "ci_high": x}}}} '
-    '(or a list of {"method", "metric", "mean", ...} records)'
-)
-
-
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        return None
-    return x
-
-
-def _stats_row(method: str, metric: str, stats: Any) -> RecsysRow | None:
-    if not isinstance(stats, dict):
-        mean = _num(stats)
-        return None if mean is None else RecsysRow(str(method), str(metric), mean)
-    mean = _num(stats.get("mean"))
-    if mean is None:
-        return None
-    sd = _num(stats.get("sd", stats.get("std", stats.get("stdev"))))
-    lo = _num(stats.get("ci_low", stats.get("ci_lo", stats.get("lower"))))
-    hi = _num(stats.get("ci_high", stats.get("ci_hi", stats.get("upper"))))
-    for key in ("ci", "ci95", "ci_95", "confidence_interval"):
-        pair = stats.get(key)
-        if lo is None and isinstance(pair, (list, tuple)) and len(pair) == 2:
-            lo, hi = _num(pair[0]), _num(pair[1])
-        elif lo is None and isinstance(pair, dict):
-            lo = _num(pair.get("low", pair.get("lower")))
-            hi = _num(pair.get("high", pair.get("upper")))
-    n_raw = stats.get("n", stats.get("n_seeds"))
-    n = int(n_raw) if isinstance(n_raw, int) and not isinstance(n_raw, bool) else None
-    if n is None and isinstance(stats.get("per_seed"), list):
-        n = len(stats["per_seed"])
-    return RecsysRow(str(method), str(metric), mean, sd, lo, hi, n)
-
-
-def _rows_from_method_map(doc: dict[str, Any]) -> list[RecsysRow]:
-    rows: list[RecsysRow] = []
-    for method, metrics in doc.items():
-        if not isinstance(metrics, dict):
-            continue
-        if isinstance(metrics.get("metrics"), dict):
-            metrics = metrics["metrics"]
-        for metric, stats in metrics.items():
-            row = _stats_row(method, metric, stats)
-            if row is not None:
-                rows.append(row)
-    return rows
-
-
-def _rows_from_records(records: list[Any]) -> list[RecsysRow]:
-    rows = []
-    for rec in records:
-        if isinstance(rec, dict) and "method" in rec and "metric" in rec:
-            row = _stats_row(rec["method"], rec["metric"], rec)
-            if row is not None:
-                rows.append(row)
-    return rows
-
-
-def load_recsys_results(path: str | os.PathLike[str]) -> RecsysComparison:
-    """Read a ``python -m recsys compare`` results file, defensively.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        The ``results.json`` written by ``python -m recsys compare``.
-
-    Returns
-    -------
-    RecsysComparison
-        With ``rows`` when the per-method statistics were found, and ``message``
-        explaining what could not be read otherwise; reading never raises for a file
-        that exists, so a malformed file cannot sink the validation report.
-
-    Notes
-    -----
-    Understood layouts: ``{"methods": {method: {metric: stats}}}`` (also under
-    ``"results"``, ``"summary"`` or ``"metrics"``, or at the top level), where
-    ``stats`` is ``{"mean", "sd" | "std", "ci_low", "ci_high" | "ci": [lo, hi], "n"}``
-    or a bare number; ``{method: {"metrics": {...}}}``; and lists of records
-    ``{"method", "metric", "mean", ...}``. PNG files in the same folder are included.
-    """
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        return RecsysComparison(str(p), message=f"could not read {p}: {exc}.")
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        return RecsysComparison(str(p), message=f"{p} is not valid JSON ({exc}).")
-    pngs = []
-    for png in sorted(p.parent.glob("*.png"))[:_MAX_RECSYS_PNGS]:
-        try:
-            data = png.read_bytes()
-        except OSError:
-            continue
-        if data.startswith(b"\x89PNG"):
-            pngs.append((png.name, data))
-    rows: list[RecsysRow] = []
-    details: dict[str, Any] = {}
-    if isinstance(doc, list):
-        rows = _rows_from_records(doc)
-    elif isinstance(doc, dict):
-        for key in (
-            "ordering",
-            "config",
-            "configuration",
-            "data_fingerprint",
-            "fingerprint",
-            "data",
-        ):
-            if key in doc and not isinstance(doc[key], list):
-                details[key] = doc[key]
-        for key in ("methods", "results", "summary", "metrics", "comparison", "rows"):
-            candidate = doc.get(key)
-            if isinstance(candidate, dict):
-                rows = _rows_from_method_map(candidate)
-            elif isinstance(candidate, list):
-                rows = _rows_from_records(candidate)
-            if rows:
-                break
-        if not rows:
-            rows = _rows_from_method_map(doc)
-    message = None
-    if not rows:
-        top = ", ".join(map(repr, list(doc)[:12])) if isinstance(doc, dict) else type(doc).__name__
-        message = (
-            f"could not find per-method metrics in {p} (top-level keys: {top}); "
-            f"expected {_EXPECTED_RECSYS}."
-        )
-    return RecsysComparison(str(p), tuple(rows), message, details, tuple(pngs))
-
-
-def recsys_figure(comparison: RecsysComparison) -> Any:
-    """Bar chart of each method's mean per metric with its CI (or ±1 s.d.) as error bar."""
-    from matplotlib.figure import Figure
-
-    metrics = list(dict.fromkeys(r.metric for r in comparison.rows))[:6]
-    methods = list(dict.fromkeys(r.method for r in comparison.rows))
-    ncols = min(3, len(metrics))
-    nrows = -(-len(metrics) // ncols)
-    fig = Figure(figsize=(3.4 * ncols + 0.6, 3.0 * nrows + 0.4), layout="constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-    for ax in axes[len(metrics) :]:
-        ax.set_visible(False)
-    by_key = {(r.method, r.metric): r for r in comparison.rows}
-    for ax, metric in zip(axes, metrics, strict=False):
-        xs, means, lows, highs = [], [], [], []
-        for i, method in enumerate(methods):
-            row = by_key.get((method, metric))
-            if row is None or not math.isfinite(row.mean):
-                continue
-            row = _finite_row(row)
-            xs.append(i)
-            means.append(row.mean)
-            if row.ci_low is not None and row.ci_high is not None:
-                lows.append(max(0.0, row.mean - row.ci_low))
-                highs.append(max(0.0, row.ci_high - row.mean))
-            elif row.sd is not None and row.sd >= 0:
-                lows.append(row.sd)
-                highs.append(row.sd)
-            else:
-                lows.append(0.0)
-                highs.append(0.0)
-        ax.bar(xs, means, yerr=[lows, highs], capsize=4, color="#7aa6d6")
-        ax.set_xticks(range(len(methods)), methods, rotation=30, fontsize=8)
-        ax.set_title(metric, fontsize=9)
-        ax.grid(axis="y", alpha=0.3)
-    fig.suptitle("recsys comparison: mean over seeds, 95% CI", fontsize=10)
-    return fig
-
-
 # --------------------------------------------------------------------------- document
 
 
@@ -541,6 +280,7 @@ def build_blocks(
     recsys: RecsysComparison | None = None,
     recsys_plot: PlotOutcome | None = None,
     overview: PlotOutcome | None = None,
+    calmap: PlotOutcome | None = None,
 ) -> list[Block]:
     """Return the report as blocks (rendered by :func:`render_markdown` and :func:`render_html`)."""
     blocks: list[Block] = [Heading(1, "Validation report")]
@@ -554,6 +294,31 @@ def build_blocks(
         )
     else:
         blocks.append(_p(("b", "Verdict: FAIL"), f" — {len(problems)} problem(s), listed below."))
+    front = findings_blocks(run)
+    if calmap is not None:
+        front.append(Heading(2, "Calibration map"))
+        if calmap.png is not None:
+            front.append(
+                _p(
+                    "Coverage of the 95% intervals by method, users per arm and "
+                    "distribution (check delta-coverage); white is nominal, red "
+                    "under-covers, blue over-covers; • marks coverage within z s.e. of 0.95."
+                )
+            )
+            front.append(Image("plots/calibration-map.png", calmap.png, "calibration map"))
+        else:
+            front.append(_p(("b", "Plot failed: "), calmap.error or "unknown error"))
+    groups = sorted({o.check.group for o in run.outcomes}, key=_group_key)
+    sections = [h.text for h in front if isinstance(h, Heading)]
+    sections += ["Summary"] + (["Problems"] if problems else [])
+    sections += ["Overview"] if overview is not None and overview.png is not None else []
+    sections += [f"Group: {g}" for g in groups]
+    sections += ["Recsys comparison"] if recsys is not None else []
+    sections += ["Environment"]
+    blocks.append(Heading(2, "Contents"))
+    blocks.append(Toc(tuple((2, t) for t in sections)))
+    blocks.extend(front)
+    blocks.append(Heading(2, "Summary"))
     fw = run.family_wise_rate
     summary_rows = [
         ("profile", run.profile),
@@ -596,20 +361,22 @@ def build_blocks(
         blocks.append(Heading(2, "Overview"))
         blocks.append(
             _p(
-                "Each cell's (figure − expected) / tolerance: a cell holds inside the green "
-                "band; its negative control (×) must fall outside it."
+                "Each cell's (figure − expected) / tolerance. A cell with the rule `within` "
+                "holds inside the green band; `at_most` / `at_least` hold on their side of "
+                "it; a documented breakdown (`below` / `above`, amber) holds outside it on "
+                "the stated side. Each negative control (×) is judged by its cell's own "
+                "claim and must not hold."
             )
         )
         blocks.append(Image("plots/overview.png", overview.png, "overview of all cells"))
 
-    groups = sorted({o.check.group for o in run.outcomes}, key=_group_key)
     for group in groups:
         blocks.append(Heading(2, f"Group: {group}"))
         for outcome in (o for o in run.outcomes if o.check.group == group):
             blocks.extend(_check_blocks(outcome, plots.get(outcome.check.name)))
 
     if recsys is not None:
-        blocks.extend(_recsys_blocks(recsys, recsys_plot))
+        blocks.extend(recsys_blocks(recsys, recsys_plot))
 
     blocks.append(Heading(2, "Environment"))
     blocks.append(
@@ -668,171 +435,8 @@ def _check_blocks(outcome: CheckOutcome, plot: PlotOutcome | None) -> list[Block
     return out
 
 
-def _recsys_blocks(recsys: RecsysComparison, plot: PlotOutcome | None) -> list[Block]:
-    out: list[Block] = [Heading(2, "Recsys comparison")]
-    out.append(
-        _p(
-            "From ",
-            ("code", recsys.path),
-            " (written by ",
-            ("code", "python -m recsys compare"),
-            ").",
-        )
-    )
-    if recsys.message:
-        out.append(_p(("b", "Note: "), recsys.message))
-    if recsys.rows:
-        rows = tuple(
-            (
-                r.method,
-                r.metric,
-                _fmt(r.mean, 4),
-                "" if r.sd is None else _fmt(r.sd, 3),
-                ""
-                if r.ci_low is None or r.ci_high is None
-                else f"[{_fmt(r.ci_low, 4)}, {_fmt(r.ci_high, 4)}]",
-                "" if r.n is None else str(r.n),
-            )
-            for r in recsys.rows
-        )
-        out.append(Table(("method", "metric", "mean", "sd", "95% CI", "n"), rows))
-    if plot is not None:
-        if plot.png is not None:
-            out.append(Image("plots/recsys.png", plot.png, "recsys comparison"))
-        else:
-            out.append(_p(("b", "Plot failed: "), plot.error or "unknown error"))
-    for name, png in recsys.pngs:
-        out.append(_p("From the comparison's folder: ", ("code", name)))
-        out.append(Image(f"plots/recsys-{_safe_name(name)}", png, name))
-    if recsys.details:
-        text = json.dumps(recsys.details, indent=1, default=str)
-        if len(text) > 4000:
-            text = text[:4000] + "\n…"
-        out.append(Code(text))
-    return out
-
-
 def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", name)
-
-
-# --------------------------------------------------------------------------- renderers
-
-
-def _md_escape(text: str) -> str:
-    text = text.replace("\\", "\\\\")
-    for ch in "*_`<>|":
-        text = text.replace(ch, "\\" + ch)
-    return text
-
-
-def _md_runs(runs: Sequence[tuple[str, str]]) -> str:
-    parts = []
-    for style, text in runs:
-        if style == "b":
-            parts.append(f"**{_md_escape(text).strip()}**" + (" " if text.endswith(" ") else ""))
-        elif style == "code":
-            parts.append("`" + text.replace("`", "'") + "`")
-        else:
-            parts.append(_md_escape(text))
-    return "".join(parts)
-
-
-def _md_cell(text: str) -> str:
-    return _md_escape(text).replace("\n", " ")
-
-
-def render_markdown(blocks: Sequence[Block]) -> str:
-    """Render blocks as GitHub-flavoured markdown (images as relative links)."""
-    out: list[str] = []
-    for block in blocks:
-        if isinstance(block, Heading):
-            out.append(f"{'#' * block.level} {_md_escape(block.text)}")
-        elif isinstance(block, Paragraph):
-            out.append(_md_runs(block.runs))
-        elif isinstance(block, Bullets):
-            out.append("\n".join(f"- {_md_runs(item)}" for item in block.items))
-        elif isinstance(block, Table):
-            lines = [
-                "| " + " | ".join(_md_cell(h) for h in block.header) + " |",
-                "|" + "|".join("---" for _ in block.header) + "|",
-            ]
-            lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in block.rows]
-            out.append("\n".join(lines))
-        elif isinstance(block, Image):
-            out.append(f"![{_md_escape(block.alt)}]({block.src})")
-        elif isinstance(block, Code):
-            out.append("```\n" + block.text.replace("```", "'''") + "\n```")
-    return "\n\n".join(out) + "\n"
-
-
-_CSS = """
-body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto;
-       padding: 0 1em; color: #222; line-height: 1.4; }
-table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.85em; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: left;
-         vertical-align: top; }
-th { background: #f2f2f2; }
-tr.pass td { background: #f1faf1; }
-tr.fail td { background: #fde8e8; }
-tr.breaks td { background: #fff4d6; }
-code, pre { background: #f6f6f6; font-size: 0.9em; }
-pre { padding: 0.6em; overflow-x: auto; }
-img { max-width: 100%; height: auto; display: block; margin: 0.5em 0;
-      border: 1px solid #eee; }
-h3 { margin-top: 1.8em; border-bottom: 1px solid #ddd; }
-"""
-
-
-def _html_runs(runs: Sequence[tuple[str, str]]) -> str:
-    parts = []
-    for style, text in runs:
-        esc = html.escape(text)
-        if style == "b":
-            parts.append(f"<strong>{esc}</strong>")
-        elif style == "code":
-            parts.append(f"<code>{esc}</code>")
-        else:
-            parts.append(esc)
-    return "".join(parts)
-
-
-def render_html(blocks: Sequence[Block], title: str = "Validation report") -> str:
-    """Render blocks as one self-contained HTML page (PNGs embedded as base64)."""
-    body: list[str] = []
-    for block in blocks:
-        if isinstance(block, Heading):
-            body.append(f"<h{block.level}>{html.escape(block.text)}</h{block.level}>")
-        elif isinstance(block, Paragraph):
-            body.append(f"<p>{_html_runs(block.runs)}</p>")
-        elif isinstance(block, Bullets):
-            items = "".join(f"<li>{_html_runs(item)}</li>" for item in block.items)
-            body.append(f"<ul>{items}</ul>")
-        elif isinstance(block, Table):
-            head = "".join(f"<th>{html.escape(h)}</th>" for h in block.header)
-            rows = []
-            for i, row in enumerate(block.rows):
-                cls = block.row_classes[i] if i < len(block.row_classes) else ""
-                attr = f' class="{cls}"' if cls else ""
-                cells = "".join(f"<td>{html.escape(c)}</td>" for c in row)
-                rows.append(f"<tr{attr}>{cells}</tr>")
-            body.append(
-                f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
-            )
-        elif isinstance(block, Image):
-            data = base64.b64encode(block.png).decode("ascii")
-            body.append(
-                f'<img alt="{html.escape(block.alt, quote=True)}" '
-                f'src="data:image/png;base64,{data}">'
-            )
-        elif isinstance(block, Code):
-            body.append(f"<pre>{html.escape(block.text)}</pre>")
-    return (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
-        + "\n".join(body)
-        + "\n</body>\n</html>\n"
-    )
 
 
 # --------------------------------------------------------------------------- writing
@@ -897,6 +501,11 @@ def write_report(
     overview = (
         PlotOutcome("overview", figure_png(deviation_figure(cells, "all cells"))) if cells else None
     )
+    try:
+        cal_fig = calibration_map(run)
+        calmap = None if cal_fig is None else PlotOutcome("calibration-map", figure_png(cal_fig))
+    except Exception as exc:  # noqa: BLE001 - reported in the document
+        calmap = PlotOutcome("calibration-map", None, error=f"{type(exc).__name__}: {exc}")
     recsys = recsys_plot = None
     if recsys_results is not None:
         recsys = load_recsys_results(recsys_results)
@@ -905,9 +514,11 @@ def write_report(
                 recsys_plot = PlotOutcome("recsys", figure_png(recsys_figure(recsys)))
             except Exception as exc:  # noqa: BLE001 - reported in the document
                 recsys_plot = PlotOutcome("recsys", None, error=f"{type(exc).__name__}: {exc}")
-    blocks = build_blocks(run, plots, recsys=recsys, recsys_plot=recsys_plot, overview=overview)
+    blocks = build_blocks(
+        run, plots, recsys=recsys, recsys_plot=recsys_plot, overview=overview, calmap=calmap
+    )
     if recsys is not None:
-        run = _with_extra(run, recsys)
+        run = with_recsys_extra(run, recsys)
     written_plots: list[Path] = []
     with AtomicWriter(out) as writer:
         for block in blocks:
@@ -924,38 +535,4 @@ def write_report(
         html=out / "report.html",
         plots=tuple(written_plots),
         plot_errors=errors,
-    )
-
-
-def _with_extra(run: SuiteRun, recsys: RecsysComparison) -> SuiteRun:
-    from dataclasses import replace
-
-    info = {
-        "path": recsys.path,
-        "message": recsys.message,
-        "rows": [
-            {
-                "method": r.method,
-                "metric": r.metric,
-                "mean": r.mean,
-                "sd": r.sd,
-                "ci_low": r.ci_low,
-                "ci_high": r.ci_high,
-                "n": r.n,
-            }
-            for r in (_finite_row(row) for row in recsys.rows)
-        ],
-    }
-    return replace(run, extra={**run.extra, "recsys_comparison": info})
-
-
-def _finite_row(row: RecsysRow) -> RecsysRow:
-    """Return ``row`` with non-finite numbers replaced by None (strict JSON)."""
-    from dataclasses import replace
-
-    def fin(x: float | None) -> float | None:
-        return x if x is not None and math.isfinite(x) else None
-
-    return replace(
-        row, mean=fin(row.mean), sd=fin(row.sd), ci_low=fin(row.ci_low), ci_high=fin(row.ci_high)
     )
