@@ -522,6 +522,27 @@ def active_session() -> Session | None:
     return _ACTIVE.get()
 
 
+def serial_unless_distributed() -> Backend | None:
+    """Backend for block functions that must not share a process's threads.
+
+    Returns None (:func:`map_blocks` then uses the enclosing :func:`use_backend`
+    session) when that session runs blocks in other processes (loky, Dask, Ray), and
+    otherwise ``Backend("threads", workers=1)``: the blocks run one after another in
+    the calling thread, as a plain loop. For block functions that record warnings
+    (``warnings.catch_warnings`` is not thread-safe) or call code that need not be
+    thread-safe (a user's estimator).
+
+    Examples
+    --------
+    >>> serial_unless_distributed()
+    Backend(kind='threads', workers=1, scheduler=None, connect_timeout=5.0)
+    """
+    session = active_session()
+    if session is not None and session.backend.kind != "threads":
+        return None
+    return Backend("threads", workers=1)
+
+
 def map_blocks(
     function: BlockFunction,
     n_items: int,

@@ -88,6 +88,7 @@ import numpy.typing as npt
 from scipy import stats
 
 import sim
+from sim._fanout import serial_unless_distributed
 from sim._seed import RngLike, as_seed_sequence, child_sequences
 from validation.ab_mc import coverage, ks_uniformity, mean_band, rejection_rate
 from validation.core import Check, CheckResult, NegativeControl
@@ -698,13 +699,11 @@ def _run_stream(
     # Blocks run on the backend of an enclosing sim.use_backend (processes or a cluster);
     # otherwise in this thread, one by one: catch_warnings is not thread-safe, and an
     # estimator need not be.
-    session = sim.active_session()
-    serial = session is None or session.backend.kind == "threads"
     blocks = sim.map_blocks(
         _stream_block,
         n_replicates,
         args=(call, kind, scenario, ss, aa),
-        backend=sim.Backend("threads", workers=1) if serial else None,
+        backend=serial_unless_distributed(),
         progress=lambda k: [tick() for _ in range(k)],
     )
     results = [rep for block in blocks for rep in block]
