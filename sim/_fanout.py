@@ -29,6 +29,11 @@ not start one numba thread per core of its machine, and a block that itself call
 :func:`map_blocks` runs its inner blocks serially. (The one exception: a thread
 backend with a single thread runs the blocks in the calling thread, as a plain loop.)
 Dask workers of a ``LocalCluster`` started here also get ``NUMBA_NUM_THREADS=1``.
+Warnings a block emits in another process are re-emitted in the caller, in block
+order, once all blocks are in (so a ``warnings.catch_warnings`` around the call
+records them as if the blocks had run there; on a worker with several threads two
+blocks' warnings can be mixed up, so use single-threaded workers for exact warning
+records).
 ``dask``, ``joblib`` and ``ray`` are imported only by the backend that uses them.
 
 Faults. An interrupt (Ctrl-C) while blocks run cancels the blocks still queued or
@@ -50,6 +55,7 @@ import math
 import numbers
 import re
 import uuid
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -213,6 +219,26 @@ def _call_pinned(function: BlockFunction, start: int, stop: int, args: tuple) ->
         numba.set_num_threads(previous)
 
 
+def _call_remote(function: BlockFunction, start: int, stop: int, args: tuple) -> tuple:
+    """Run one block in another process: (result, the warnings it emitted)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = _call_pinned(function, start, stop, args)
+    return result, [(w.category, str(w.message), w.filename, w.lineno) for w in caught]
+
+
+def _replayed(outs: list[tuple]) -> list[Any]:
+    """Re-emit the blocks' warnings here, in block order; return the blocks' results.
+
+    A warning a block emits on a worker is thus seen by the caller (and recorded by a
+    ``warnings.catch_warnings`` around the call) as if the block had run here.
+    """
+    for _, records in outs:
+        for category, message, filename, lineno in records:
+            warnings.warn_explicit(message, category, filename, lineno)
+    return [result for result, _ in outs]
+
+
 def _check_block(result: Any, start: int, stop: int) -> Any:
     if len(result) != stop - start:
         raise ValueError(
@@ -326,12 +352,12 @@ class _LokySession(Session):
     def run(self, function, blocks, args, on_block):
         joblib = self._joblib
         parallel = joblib.Parallel(n_jobs=self.slots, backend="loky", return_as="generator")
-        calls = (joblib.delayed(_call_pinned)(function, s, e, args) for s, e in blocks)
+        calls = (joblib.delayed(_call_remote)(function, s, e, args) for s, e in blocks)
         out = []
-        for (s, e), res in zip(blocks, parallel(calls), strict=True):
-            out.append(_check_block(res, s, e))
+        for (s, e), (res, records) in zip(blocks, parallel(calls), strict=True):
+            out.append((_check_block(res, s, e), records))
             on_block(s, e)
-        return out
+        return _replayed(out)
 
 
 class _DaskSession(Session):
@@ -385,7 +411,7 @@ class _DaskSession(Session):
         token = uuid.uuid4().hex  # fresh keys per call: never another call's (or user's) result
         n = len(blocks)
         futures = self.client.map(  # one graph update for all blocks
-            _call_pinned,
+            _call_remote,
             [function] * n,
             [s for s, _ in blocks],
             [e for _, e in blocks],
@@ -400,15 +426,15 @@ class _DaskSession(Session):
             # polls every 0.1 s, so an interrupt is seen at once
             done = distributed.as_completed(futures, with_results=True, loop=self.client.loop)
             for batch in done.batches():
-                for fut, result in batch:
+                for fut, (result, records) in batch:
                     i = index[fut.key]
                     s, e = blocks[i]
-                    out[i] = _check_block(result, s, e)
+                    out[i] = (_check_block(result, s, e), records)
                     on_block(s, e)
         except BaseException:
             self.client.cancel(futures, force=True)
             raise
-        return out
+        return _replayed(out)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -436,7 +462,7 @@ class _RaySession(Session):
                 ray.init(num_cpus=backend.workers or _cpu_count(), log_to_driver=False)
         self.slots = max(1, int(ray.cluster_resources().get("CPU", 1)))
         self.description = f"ray: {self.slots} CPUs"
-        self._remote = ray.remote(num_cpus=1)(_call_pinned)
+        self._remote = ray.remote(num_cpus=1)(_call_remote)
 
     def run(self, function, blocks, args, on_block):
         ray = self._ray
@@ -450,14 +476,15 @@ class _RaySession(Session):
                 for ref in done:
                     i = index[ref]
                     s, e = blocks[i]
-                    out[i] = _check_block(ray.get(ref), s, e)
+                    result, records = ray.get(ref)
+                    out[i] = (_check_block(result, s, e), records)
                     on_block(s, e)
         except BaseException:
             for ref in pending:
                 with contextlib.suppress(Exception):
                     ray.cancel(ref, force=True)
             raise
-        return out
+        return _replayed(out)
 
     def close(self) -> None:
         if self._started:

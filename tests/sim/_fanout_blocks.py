@@ -33,3 +33,11 @@ def failing_block(start, stop):
     if start <= 3 < stop:
         raise ArithmeticError(f"replicate 3 failed in block [{start}, {stop})")
     return np.zeros(stop - start)
+
+
+def warning_block(start, stop):
+    """Warns once per block, naming the block (a worker's warning must reach the caller)."""
+    import warnings
+
+    warnings.warn(f"block [{start}, {stop}) warns", RuntimeWarning, stacklevel=1)
+    return np.zeros(stop - start)

@@ -24,6 +24,7 @@ from _fanout_blocks import (
     failing_block,
     numba_threads_block,
     slow_moments_block,
+    warning_block,
     wrong_length_block,
 )
 
@@ -226,6 +227,20 @@ def test_dask_workers_pin_numba(dask_session):
         map_blocks(numba_threads_block, 4, block_size=1, backend=dask_session.client)
     )
     assert out.tolist() == [[1, 1]] * 4  # one numba thread, NUMBA_NUM_THREADS=1 on the worker
+
+
+def test_dask_block_warnings_reach_the_caller_in_block_order(dask_session):
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        map_blocks(warning_block, 6, block_size=2, backend=dask_session.client)
+    assert [str(w.message) for w in caught] == [
+        "block [0, 2) warns",
+        "block [2, 4) warns",
+        "block [4, 6) warns",
+    ]
+    assert all(w.category is RuntimeWarning for w in caught)
 
 
 def test_dask_block_error_propagates(dask_session):
