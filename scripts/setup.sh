@@ -26,6 +26,15 @@ if ! .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev,sq
     echo "setup: pip install failed (log above, also in .venv/pip-install.log)" >&2
     exit 1
 fi
+# The fan-out tests (tests/sim/test_fanout.py, tests/validation/test_dask.py) start a
+# Dask LocalCluster and a loky pool: install the `dask` and `loky` extras too.
+echo "setup: installing the dask and loky extras" >&2
+if ! .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dask,loky]" \
+        > .venv/pip-install-fanout.log 2>&1; then
+    cat .venv/pip-install-fanout.log >&2
+    echo "setup: pip install of the dask extras failed (log above)" >&2
+    exit 1
+fi
 .venv/bin/python -c "import sim, estimators, recsys, validation" \
     || { echo "setup: the packages do not import" >&2; exit 1; }
 echo "setup: done (.venv)" >&2

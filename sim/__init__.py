@@ -3,6 +3,13 @@
 A/B click data (SPEC §1-3) and synthetic softmax / retrieval problems (SPEC §4).
 """
 
+from sim._fanout import (
+    Backend,
+    SchedulerUnreachableError,
+    active_session,
+    map_blocks,
+    use_backend,
+)
 from sim._seed import RngLike, as_seed_sequence, child_sequences
 from sim.ab import (
     MOMENT_NAMES,
@@ -32,6 +39,13 @@ from sim.softmax import (
 )
 
 __all__ = ["RngLike", "as_seed_sequence", "child_sequences"]
+__all__ += [  # replicate blocks on threads, processes or a cluster (sim._fanout)
+    "Backend",
+    "SchedulerUnreachableError",
+    "active_session",
+    "map_blocks",
+    "use_backend",
+]
 __all__ += [  # A/B click and query simulators (sim.ab, sim.scenarios)
     "MOMENT_NAMES",
     "BetaBinomialCtr",

@@ -49,13 +49,17 @@ def as_seed_sequence(rng: RngLike) -> np.random.SeedSequence:
     )
 
 
-def child_sequences(ss: np.random.SeedSequence, n: int) -> list[np.random.SeedSequence]:
-    """Return the first ``n`` children of ``ss`` without advancing its spawn counter.
+def child_sequences(
+    ss: np.random.SeedSequence, n: int, *, start: int = 0
+) -> list[np.random.SeedSequence]:
+    """Return ``n`` children of ``ss``, from child ``start`` on, without advancing it.
 
     ``SeedSequence.spawn`` mutates its parent, so two calls with the same object would
     draw different replicates. Child ``r`` here is always the one ``ss.spawn`` would
     have produced as its ``r``-th child from a fresh parent, so replicate ``r`` depends
-    only on ``(ss.entropy, ss.spawn_key, r)``.
+    only on ``(ss.entropy, ss.spawn_key, r)``; ``start`` lets a block of replicates
+    ``[start, start + n)`` derive its own children (``child_sequences(ss, 5)[3:]`` equals
+    ``child_sequences(ss, 2, start=3)``).
 
     Examples
     --------
@@ -67,7 +71,9 @@ def child_sequences(ss: np.random.SeedSequence, n: int) -> list[np.random.SeedSe
     """
     if n < 0:
         raise ValueError(f"`n` must be >= 0; got {n}.")
+    if start < 0:
+        raise ValueError(f"`start` must be >= 0; got {start}.")
     return [
         np.random.SeedSequence(ss.entropy, spawn_key=(*ss.spawn_key, r), pool_size=ss.pool_size)
-        for r in range(n)
+        for r in range(start, start + n)
     ]

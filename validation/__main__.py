@@ -10,7 +10,9 @@ runs the mutation harness of :mod:`validation.mutants` (exit 0 only when every
 catalogued wrong implementation is caught by some cell).
 
 Exit status of ``run``: 0 when every claim holds and every negative control fails as
-it should; 1 otherwise (the failures are printed); 2 for a usage error; 130 when
+it should; 1 otherwise (the failures are printed); 2 for a usage error or a backend that cannot
+be opened (an unreachable ``--scheduler`` is named within ``--connect-timeout``
+seconds); 130 when
 interrupted (SIGINT or SIGTERM), in which case nothing is written and a previous
 report in the folder is left as it was.
 """
@@ -27,6 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from validation.backend import add_backend_options, run_with_backend
 from validation.core import PROFILES
 
 EXIT_OK = 0
@@ -96,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     progress.add_argument(
         "--no-progress", dest="progress", action="store_false", help="never draw progress bars"
     )
+    add_backend_options(run)
 
     lst = sub.add_parser("list", help="list the registered checks")
     lst.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE")
@@ -163,6 +167,7 @@ def _add_calibrate_parser(sub: Any) -> None:
     progress = cal.add_mutually_exclusive_group()
     progress.add_argument("--progress", dest="progress", action="store_true", default=None)
     progress.add_argument("--no-progress", dest="progress", action="store_false")
+    add_backend_options(cal)
 
 
 class _Terminated(KeyboardInterrupt):
@@ -552,10 +557,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "show":
         return _cmd_show(args)
     if args.command == "calibrate":
-        return _cmd_calibrate(args, argv)
+        return run_with_backend(args, "calibrate", _cmd_calibrate, args, argv)
     if args.command == "mutants":
         return _cmd_mutants(args)
-    return _cmd_run(args)
+    return run_with_backend(args, "validation", _cmd_run, args)
 
 
 if __name__ == "__main__":

@@ -70,6 +70,7 @@ References
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import math
@@ -87,6 +88,7 @@ import numpy.typing as npt
 from scipy import stats
 
 import sim
+from sim._fanout import serial_unless_distributed
 from sim._seed import RngLike, as_seed_sequence, child_sequences
 from validation.ab_mc import coverage, ks_uniformity, mean_band, rejection_rate
 from validation.core import Check, CheckResult, NegativeControl
@@ -642,6 +644,42 @@ class _Stream:
         return self.values[self.ok, _FIELDS.index(name)]
 
 
+def _stream_block(
+    start: int,
+    stop: int,
+    call: Callable[..., Any],
+    kind: str,
+    scenario: CalibrationScenario,
+    ss: np.random.SeedSequence,
+    aa: bool,
+) -> list[tuple[list[float] | None, str | None, tuple[str, ...]]]:
+    """Replicates ``[start, stop)`` of one stream: (output fields, failure, warnings) each.
+
+    The block function of :func:`_run_stream` (module level, so that process and
+    cluster backends of :func:`sim.map_blocks` can ship it); replicate r uses child r
+    of ``ss``.
+    """
+    out: list[tuple[list[float] | None, str | None, tuple[str, ...]]] = []
+    for child in child_sequences(ss, stop - start, start=start):
+        args = estimator_args(kind, scenario.simulate(child, aa=aa))
+        reason: str | None = None
+        row: list[float] | None = None
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                res = estimator_output(call(*args))
+                row = [getattr(res, f) for f in _FIELDS]
+            except Exception as exc:  # noqa: BLE001 - recorded per replicate, the run goes on
+                text = str(exc).strip().splitlines()
+                reason = (
+                    f"{text[0] if text else ''}"
+                    if isinstance(exc, ProtocolError)
+                    else f"{type(exc).__name__}: {text[0] if text else ''}"
+                )
+        out.append((row, reason, tuple(f"{w.category.__name__}: {w.message}" for w in caught)))
+    return out
+
+
 def _run_stream(
     call: Callable[..., Any],
     kind: str,
@@ -658,27 +696,25 @@ def _run_stream(
     failures: list[ReplicateFailure] = []
     seen: dict[str, None] = {}
     t0 = time.perf_counter()
-    for r, child in enumerate(child_sequences(ss, n_replicates)):
-        args = estimator_args(kind, scenario.simulate(child, aa=aa))
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                out = estimator_output(call(*args))
-            except Exception as exc:  # noqa: BLE001 - recorded per replicate, the run goes on
-                text = str(exc).strip().splitlines()
-                reason = (
-                    f"{text[0] if text else ''}"
-                    if isinstance(exc, ProtocolError)
-                    else f"{type(exc).__name__}: {text[0] if text else ''}"
-                )
-                failures.append(ReplicateFailure(scenario.name, stream, r, reason))
-                out = None
+    # Blocks run on the backend of an enclosing sim.use_backend (processes or a cluster);
+    # otherwise in this thread, one by one: catch_warnings is not thread-safe, and an
+    # estimator need not be.
+    blocks = sim.map_blocks(
+        _stream_block,
+        n_replicates,
+        args=(call, kind, scenario, ss, aa),
+        backend=serial_unless_distributed(),
+        progress=lambda k: [tick() for _ in range(k)],
+    )
+    results = [rep for block in blocks for rep in block]
+    for r, (row, reason, caught) in enumerate(results):
+        if reason is not None:
+            failures.append(ReplicateFailure(scenario.name, stream, r, reason))
         for w in caught:
-            seen.setdefault(f"{w.category.__name__}: {w.message}", None)
-        if out is not None:
-            values[r] = [getattr(out, f) for f in _FIELDS]
+            seen.setdefault(w, None)
+        if row is not None:
+            values[r] = row
             ok[r] = True
-        tick()
     return _Stream(values, ok, tuple(failures), tuple(seen), time.perf_counter() - t0)
 
 
@@ -1119,6 +1155,7 @@ def calibrate(
     progress: bool | None = False,
     profile: str = "custom",
     command: str = "",
+    backend: Any = None,
 ) -> Calibration:
     """Run the calibration battery on an estimator (see the module docstring).
 
@@ -1148,6 +1185,12 @@ def calibrate(
         Label recorded in ``results.json``.
     command : str
         Command line that reproduces the run (recorded).
+    backend : sim.Backend, str, dask.distributed.Client or None
+        Where the replicates run (:func:`sim.map_blocks`): ``"loky"``, ``"dask"``, a
+        Dask scheduler address, a client, ...; the figures are the same on every
+        backend. None: the backend of an enclosing :func:`sim.use_backend` block, else
+        one replicate after another in this thread. On a process or cluster backend
+        the estimator must be importable there (or picklable by cloudpickle).
 
     Returns
     -------
@@ -1200,11 +1243,14 @@ def calibrate(
 
     disable = None if progress is None else not progress
     bar = tqdm(total=total, desc="calibrate", unit="rep", file=sys.stderr, disable=disable)
+    stack = contextlib.ExitStack()  # holds the backend's session, when one is asked for
     outcomes: list[Any] = []
     failures: list[ReplicateFailure] = []
     started = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
     t0 = time.perf_counter()
     try:
+        if backend is not None:
+            stack.enter_context(sim.use_backend(backend))
         for scen in scenarios:
             bar.set_postfix_str(scen.name, refresh=False)
             outs, fails = _scenario_outcomes(
@@ -1222,6 +1268,7 @@ def calibrate(
             outcomes.extend(outs)
             failures.extend(fails)
     finally:
+        stack.close()
         bar.close()
     info = {
         "estimator": name,

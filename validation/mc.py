@@ -129,14 +129,30 @@ def run_blocks(block, n_replicates: int, ss, block_size: int) -> list:
     >>> out
     [4, 4, 2]
     """
-    from sim._seed import child_sequences
+    from sim import map_blocks
+    from sim._fanout import serial_unless_distributed
 
     if n_replicates < 1:
         raise ValueError(f"`n_replicates` must be >= 1; got {n_replicates}.")
     if block_size < 1:
         raise ValueError(f"`block_size` must be >= 1; got {block_size}.")
     n_blocks = -(-n_replicates // block_size)
+    # blocks k0..k1-1 per task of the backend (docs/scaling.md): in this thread, one
+    # after another, unless a sim.use_backend session sends them to processes/a cluster
+    parts = map_blocks(
+        _block_range,
+        n_blocks,
+        args=(block, n_replicates, ss, block_size),
+        backend=serial_unless_distributed(),
+    )
+    return [result for part in parts for result in part]
+
+
+def _block_range(k0: int, k1: int, block, n_replicates: int, ss, block_size: int) -> list:
+    """Blocks ``k0 .. k1 - 1`` of :func:`run_blocks`, block k seeded by child k of ``ss``."""
+    from sim._seed import child_sequences
+
     return [
         block(k * block_size, min(n_replicates, (k + 1) * block_size), child)
-        for k, child in enumerate(child_sequences(ss, n_blocks))
+        for k, child in enumerate(child_sequences(ss, k1 - k0, start=k0), start=k0)
     ]
