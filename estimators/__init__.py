@@ -4,7 +4,7 @@ Pure functions of arrays (or of per-arm sufficient statistics) returning frozen
 result objects. This package imports nothing else of the suite.
 """
 
-from ._result import TestResult
+from ._result import EstimatorWarning, TestResult
 from .cuped import (
     RankDeficientWarning,
     cuped_test,
@@ -23,11 +23,15 @@ from .ratio import (
     ratio_test_from_moments,
     ratio_variance,
 )
+from .sources import moments_from_frame, moments_from_sql, moments_sql
+from .srm import SRMResult, srm_test
 
 __all__: list[str] = [
+    "EstimatorWarning",
     "PilotSigma",
     "RankDeficientWarning",
     "RatioMoments",
+    "SRMResult",
     "SampleSizeResult",
     "TestResult",
     "cuped_test",
@@ -37,6 +41,9 @@ __all__: list[str] = [
     "linearize_ratio",
     "mde",
     "mean_test",
+    "moments_from_frame",
+    "moments_from_sql",
+    "moments_sql",
     "ols_test",
     "power",
     "ratio_sigma",
@@ -45,4 +52,5 @@ __all__: list[str] = [
     "ratio_variance",
     "sample_size",
     "sigma_from_pilot",
+    "srm_test",
 ]

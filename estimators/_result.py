@@ -12,6 +12,14 @@ import numpy.typing as npt
 FloatOrArray = float | npt.NDArray[np.float64]
 
 
+class EstimatorWarning(RuntimeWarning):
+    """A result is still defined but should not be trusted as it stands.
+
+    Raised (as a warning) e.g. when the second-order bias correction of a lift
+    exceeds its standard error (control ratio near 0).
+    """
+
+
 @dataclass(frozen=True, slots=True)
 class TestResult:
     """Treatment-minus-control (or relative) effect with its uncertainty.
@@ -37,9 +45,12 @@ class TestResult:
     pvalue : float or ndarray
         P-value of ``statistic`` for ``alternative``.
     ci_low, ci_high : float or ndarray
-        Confidence interval for the effect; one-sided alternatives have one
-        infinite end. A Fieller interval is ``(-inf, inf)`` when the control arm's
-        ratio is not significantly different from 0 at the chosen level.
+        Confidence set for the effect; one-sided alternatives have one infinite end.
+        Usually an interval ``[ci_low, ci_high]``. Fieller's exact set
+        (``ci_method="fieller"``) may instead be two rays, which is encoded as
+        ``ci_low > ci_high``: the set is ``(-inf, ci_high] U [ci_low, inf)``; or the
+        whole line ``(-inf, inf)``. Use :attr:`ci_kind` and :meth:`ci_contains`
+        rather than comparing with the ends directly.
     confidence_level : float
         Confidence level of ``(ci_low, ci_high)``.
     alternative : {"two-sided", "less", "greater"}
@@ -79,6 +90,55 @@ class TestResult:
     treatment_value: FloatOrArray | None = None
     theta: npt.NDArray[np.float64] | None = None
     variance_reduction: FloatOrArray | None = None
+
+    @property
+    def ci_kind(self) -> str | npt.NDArray[np.str_]:
+        """Shape of the confidence set: "interval", "rays", "line" or "undefined".
+
+        "interval" includes one-sided intervals with one infinite end; "rays" is
+        ``(-inf, ci_high] U [ci_low, inf)`` (Fieller only, ``ci_low > ci_high``);
+        "line" is ``(-inf, inf)``; "undefined" marks a NaN replicate. A string for
+        a scalar result, an array of strings on the vectorised path.
+
+        Examples
+        --------
+        >>> from estimators import ratio_test
+        >>> ratio_test([1, 2, 3], [2, 2, 3], [1, 0, 2], [2, 2, 2]).ci_kind
+        'interval'
+        """
+        low = np.asarray(self.ci_low, dtype=float)
+        high = np.asarray(self.ci_high, dtype=float)
+        kind = np.where(
+            np.isnan(low) | np.isnan(high),
+            "undefined",
+            np.where(
+                np.isneginf(low) & np.isposinf(high),
+                "line",
+                np.where(low > high, "rays", "interval"),
+            ),
+        )
+        return str(kind) if kind.ndim == 0 else kind
+
+    def ci_contains(self, value: float) -> bool | npt.NDArray[np.bool_]:
+        """Whether ``value`` lies in the confidence set (False for a NaN replicate).
+
+        Parameters
+        ----------
+        value : float
+            An effect on the scale of ``estimate`` (e.g. 0 for "no lift").
+
+        Returns
+        -------
+        bool or ndarray of bool
+            ``ci_low <= value <= ci_high`` for an interval,
+            ``value <= ci_high or value >= ci_low`` for two rays.
+        """
+        low = np.asarray(self.ci_low, dtype=float)
+        high = np.asarray(self.ci_high, dtype=float)
+        inside = np.where(
+            low > high, (value <= high) | (value >= low), (low <= value) & (value <= high)
+        )
+        return bool(inside) if inside.ndim == 0 else inside
 
     def to_dict(self) -> dict[str, Any]:
         """Return the fields as a plain ``dict`` (arrays are kept as arrays).

@@ -49,7 +49,7 @@ from ._validate import (
     clean_units,
     split_arms,
 )
-from .moments import RatioMoments, _ArmStats
+from .moments import RatioMoments, _ArmStats, ratio_covariate_matrix
 
 THETA_METHODS = ("pooled", "within", "per_arm")
 _RANK_RTOL = 1e-10  # eigenvalue cut-off of the scaled normal equations
@@ -180,23 +180,14 @@ def _cuped_core(
                 "have a positive pooled mean",
             )
         # Covariate transform W = B X: linearised ratios first, then unpaired columns.
-        paired = {c for pair in pairs for c in pair}
-        single = [j for j in range(k) if j not in paired]
-        kk = len(pairs) + len(single)
-        B = np.zeros(shape + (kk, k))
-        for r, (i, j) in enumerate(pairs):
-            B[..., r, i] = 1.0 / mz[..., 2 + j]
-            B[..., r, j] = -mz[..., 2 + i] / mz[..., 2 + j] ** 2
-        for r, j in enumerate(single, start=len(pairs)):
-            B[..., r, j] = 1.0
-        B = np.nan_to_num(B, nan=0.0, posinf=0.0, neginf=0.0)  # bad replicates are masked
+        B = ratio_covariate_matrix(mz[..., 2:], pairs, k)  # bad replicates are masked
+        kk = B.shape[-2]
 
         def transform(m_a: np.ndarray, ss_a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             # u = (L, W): L = R_a + (V - R_a M)/Mbar_a (SPEC §1 linearisation), W = B X
             A = np.zeros(shape + (1 + kk, p))
             r_a = m_a[..., 0] / m_a[..., 1]
-            A[..., 0, 0] = 1.0 / m_a[..., 1]
-            A[..., 0, 1] = -r_a / m_a[..., 1]
+            A[..., 0, 0], A[..., 0, 1] = _ArmStats(n, m_a, ss_a, m_a).linear_coefficients()
             A[..., 1:, 2:] = B
             A = np.nan_to_num(A, nan=0.0, posinf=0.0, neginf=0.0)
             mean_u = np.concatenate([r_a[..., None], (B @ m_a[..., 2:, None])[..., 0]], axis=-1)

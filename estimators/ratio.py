@@ -15,13 +15,15 @@ Conventions (see ``docs/estimators.md``):
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from scipy import stats
 
 from . import _inference as inf
-from ._result import TestResult
+from ._result import EstimatorWarning, TestResult
 from ._validate import (
     ALTERNATIVES,
     ARM_NAMES,
@@ -38,7 +40,7 @@ from ._validate import (
 )
 from .moments import RatioMoments, _ArmStats
 
-CI_METHODS = ("delta", "log", "fieller", "delta-bc")
+CI_METHODS = ("delta", "log", "fieller", "delta-bc", "edgeworth", "edgeworth-bc")
 
 # Relative tolerance under which a variance computed from moments counts as 0.
 _ZERO_VAR_RTOL = 1e-13
@@ -60,6 +62,11 @@ def _validate_common(
     confidence_level = check_open_unit("confidence_level", confidence_level)
     ddof = check_ddof(ddof)
     check_choice("distribution", distribution, DISTRIBUTIONS)
+    if ci_method.startswith("edgeworth") and distribution != "z":
+        raise ValueError(
+            f"`distribution` must be 'z' with ci_method={ci_method!r} (the Edgeworth "
+            f"expansion corrects the normal); got {distribution!r}."
+        )
     return bool(relative), ci_method, alternative, confidence_level, ddof, distribution
 
 
@@ -86,30 +93,8 @@ def _unit_arrays(
 
 
 def _arm_delta(st: _ArmStats, ddof: float) -> dict[str, np.ndarray]:
-    """Ratio of means and the delta-method moments of one arm (SPEC §1).
-
-    ``var_r = var(L) / n`` with ``L_i = V_i/Mbar - (Vbar/Mbar^2) M_i``, i.e.
-    ``(s_V^2 - 2 R s_VM + R^2 s_M^2) / (n Mbar^2)``.
-    """
-    n = st.n
-    mv, mm = st.mean[..., 0], st.mean[..., 1]
-    svv, smm, svm = st.ss[..., 0, 0], st.ss[..., 1, 1], st.ss[..., 0, 1]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = mv / mm
-        dof = n - ddof
-        var_l = (svv - 2.0 * r * svm + r * r * smm) / (mm * mm) / dof
-        scale = (st.raw[..., 0] + r * r * st.raw[..., 1]) / (mm * mm)
-        var_l = np.where(var_l > _ZERO_VAR_RTOL * scale, var_l, 0.0)
-        return {
-            "n": n,
-            "mean_v": mv,
-            "mean_m": mm,
-            "r": r,
-            "var_r": var_l / n,
-            "var_v": svv / dof / n,
-            "var_m": smm / dof / n,
-            "cov_vm": svm / dof / n,
-        }
+    """Ratio of means and its delta-method moments of one arm (:meth:`_ArmStats.delta`)."""
+    return st.delta(ddof, _ZERO_VAR_RTOL)
 
 
 def _compare(
@@ -172,23 +157,30 @@ def _compare(
             # delta-method variance of R_T/R_C (SPEC §1): var_T/R_C^2 + R_T^2 var_C/R_C^4
             ct, cc = vt / rc**2, rt**2 * vc / rc**4
             se = np.sqrt(ct + cc)
-            if ci_method in ("delta", "delta-bc"):
+            if ci_method in ("edgeworth", "edgeworth-bc"):
+                problems.add(
+                    ~np.isfinite(t["mu3_l"] + c["mu3_l"]),
+                    f"ci_method={ci_method!r} needs the third-order sums (sum_vvv, sum_vvm, "
+                    "sum_vmm, sum_mmm) of both arms' moments",
+                )
+            if ci_method in ("delta", "delta-bc", "edgeworth", "edgeworth-bc"):
                 estimate = lift - 1.0
-                if ci_method == "delta-bc":
-                    # Second-order bias of Vbar/Mbar (Deng et al. 2018, percent-change section):
-                    # E[Vbar/Mbar] ~ mu_V/mu_M + (mu_V var(Mbar)/mu_M^3 - cov(Vbar, Mbar)/mu_M^2)
-                    bias_t = (t["mean_v"] * t["var_m"] / t["mean_m"] - t["cov_vm"]) / t[
-                        "mean_m"
-                    ] ** 2
-                    # and of its inverse Mbar/Vbar (the control enters as a denominator)
-                    bias_inv_c = (c["mean_m"] * c["var_v"] / c["mean_v"] - c["cov_vm"]) / c[
-                        "mean_v"
-                    ] ** 2
-                    estimate = estimate - (bias_t / rc + rt * bias_inv_c)
-                df = inf.welch_df(ct, cc, t["n"], c["n"]) if distribution == "t" else np.inf
+                if ci_method.endswith("-bc"):
+                    bias = _lift_bias(t, c)
+                    _warn_large_bias(bias, lift, problems.bad)
+                    estimate = estimate - bias
                 statistic = estimate / se
-                q = inf.crit(confidence_level, df, alternative, distribution)
-                low, high = inf.wald_interval(estimate, se, q, alternative)
+                if ci_method.startswith("edgeworth"):
+                    df = np.inf
+                    gamma = _lift_skewness(t, c, rt, rc, se)
+                    low, high = _edgeworth_interval(
+                        estimate, se, gamma, confidence_level, alternative
+                    )
+                    pvalue = _edgeworth_pvalue(statistic, gamma, alternative)
+                else:
+                    df = inf.welch_df(ct, cc, t["n"], c["n"]) if distribution == "t" else np.inf
+                    q = inf.crit(confidence_level, df, alternative, distribution)
+                    low, high = inf.wald_interval(estimate, se, q, alternative)
             elif ci_method == "log":
                 estimate = lift - 1.0
                 lt, lc = vt / rt**2, vc / rc**2
@@ -205,7 +197,8 @@ def _compare(
                 statistic = (rt - rc) / np.sqrt(vt + vc)
                 q = inf.crit(confidence_level, df, alternative, distribution)
                 low, high = _fieller(rt, rc, vt, vc, q, alternative)
-        pvalue = inf.pvalue(statistic, df, alternative, distribution)
+        if not (relative and ci_method.startswith("edgeworth")):
+            pvalue = inf.pvalue(statistic, df, alternative, distribution)
     ci = ci_method if relative else "delta"
     method = f"{kind}/{ci}/{'relative' if relative else 'absolute'}/{distribution}"
     fin = problems.finish
@@ -227,29 +220,158 @@ def _compare(
     )
 
 
+def _lift_bias(t: dict[str, np.ndarray], c: dict[str, np.ndarray]) -> np.ndarray:
+    """Second-order bias of ``R_T/R_C`` (Deng et al. 2018, the percent-change section).
+
+    ``E[Vbar/Mbar] ~ mu_V/mu_M + mu_V var(Mbar)/mu_M^3 - cov(Vbar, Mbar)/mu_M^2`` for the
+    treatment ratio, the same for the inverse ``Mbar/Vbar`` of the control (which
+    enters as a denominator); the lift's bias is ``bias_T/R_C + R_T bias_inv_C``. For a
+    mean metric this is Algorithm 1's ``bc = Ybar/Xbar^3 s_x^2/n``, which the
+    estimate subtracts.
+    """
+    bias_t = (t["mean_v"] * t["var_m"] / t["mean_m"] - t["cov_vm"]) / t["mean_m"] ** 2
+    bias_inv_c = (c["mean_m"] * c["var_v"] / c["mean_v"] - c["cov_vm"]) / c["mean_v"] ** 2
+    return bias_t / c["r"] + t["r"] * bias_inv_c
+
+
+def _warn_large_bias(bias: np.ndarray, ratio: np.ndarray, bad: np.ndarray) -> None:
+    """Warn where the second-order correction exceeds 25% of the ratio ``R_T/R_C``.
+
+    The relative bias is about the squared coefficient of variation of the control's
+    ratio; beyond 0.25 (a control ratio with a relative s.e. above ~0.5, e.g. near 0)
+    the expansion behind the correction no longer holds.
+    """
+    large = (np.abs(bias) > 0.25 * np.abs(ratio)) & ~bad
+    if np.any(large):
+        count = int(np.sum(large))
+        warnings.warn(
+            f"the bias correction of the lift exceeds 25% of the ratio R_T/R_C in {count} "
+            "replicate(s): the control ratio is poorly determined (close to 0) and the "
+            "expansion behind the '-bc' methods breaks down (the corrected estimate may "
+            "even change sign).",
+            EstimatorWarning,
+            stacklevel=4,
+        )
+
+
+def _lift_skewness(
+    t: dict[str, np.ndarray],
+    c: dict[str, np.ndarray],
+    rt: np.ndarray,
+    rc: np.ndarray,
+    se: np.ndarray,
+) -> np.ndarray:
+    """Skewness of the linearised lift of two independent arms (Deng et al. 2018, §2.2).
+
+    The lift ``R_T/R_C - 1`` is linearised as ``Lbar_T/R_C - (R_T/R_C^2) Lbar_C``, a
+    difference of two independent means of L. Its third cumulant is
+    ``mu3_T/(R_C^3 n_T^2) - R_T^3 mu3_C/(R_C^6 n_C^2)`` and its skewness that over
+    ``se^3``; with equal arms of n paired units this is ``kappa_W / sqrt(n)`` for the
+    paper's ``W_i = Y_i/mu_x - mu_y X_i/mu_x^2``.
+    """
+    k3 = t["mu3_l"] / (rc**3 * t["n"] ** 2) - rt**3 * c["mu3_l"] / (rc**6 * c["n"] ** 2)
+    return k3 / se**3
+
+
+def _edgeworth_cdf(x: np.ndarray, gamma: np.ndarray) -> np.ndarray:
+    """One-term Edgeworth cdf ``Phi(x) - gamma/6 (x^2 - 1) phi(x)`` of a standardised mean."""
+    return stats.norm.cdf(x) - gamma / 6.0 * (x * x - 1.0) * stats.norm.pdf(x)
+
+
+def _edgeworth_quantile(p: float, gamma: np.ndarray) -> np.ndarray:
+    """Solve ``F(x) = p`` for the one-term Edgeworth cdf ``F`` (Newton from Cornish-Fisher).
+
+    Where ``F`` is not increasing at the root (|gamma| of order 3 or more) or Newton
+    does not converge, the Cornish-Fisher value ``z + gamma (z^2 - 1)/6`` (the same
+    expansion inverted to the same order) is returned.
+    """
+    z = float(stats.norm.ppf(p))
+    gamma = np.asarray(gamma, dtype=float)
+    cf = z + gamma * (z * z - 1.0) / 6.0
+    x = cf.copy()
+    for _ in range(30):
+        dens = stats.norm.pdf(x) * (1.0 + gamma / 6.0 * (x**3 - 3.0 * x))
+        step = (_edgeworth_cdf(x, gamma) - p) / np.where(dens > 0, dens, np.inf)
+        x = x - np.clip(step, -1.0, 1.0)
+    dens = 1.0 + gamma / 6.0 * (x**3 - 3.0 * x)
+    ok = np.isfinite(x) & (dens > 0) & (np.abs(_edgeworth_cdf(x, gamma) - p) < 1e-10)
+    return np.where(ok, x, cf)
+
+
+def _edgeworth_interval(
+    estimate: np.ndarray,
+    se: np.ndarray,
+    gamma: np.ndarray,
+    confidence_level: float,
+    alternative: str,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Invert ``P((estimate - lift)/se <= x) = F(x)`` for the interval of the lift."""
+    tail = (1.0 - confidence_level) / (2.0 if alternative == "two-sided" else 1.0)
+    low = estimate - _edgeworth_quantile(1.0 - tail, gamma) * se
+    high = estimate - _edgeworth_quantile(tail, gamma) * se
+    if alternative == "greater":
+        high = np.full_like(np.asarray(high, dtype=float), np.inf)
+    elif alternative == "less":
+        low = np.full_like(np.asarray(low, dtype=float), -np.inf)
+    return np.asarray(low, dtype=float), np.asarray(high, dtype=float)
+
+
+def _edgeworth_pvalue(statistic: np.ndarray, gamma: np.ndarray, alternative: str) -> np.ndarray:
+    """P-value of ``statistic = estimate/se`` under the Edgeworth cdf (clipped to [0, 1])."""
+    cdf = np.clip(_edgeworth_cdf(statistic, gamma), 0.0, 1.0)
+    if alternative == "two-sided":
+        return np.minimum(1.0, 2.0 * np.minimum(cdf, 1.0 - cdf))
+    if alternative == "greater":
+        return 1.0 - cdf
+    return cdf
+
+
 def _fieller(
     rt: np.ndarray, rc: np.ndarray, vt: np.ndarray, vc: np.ndarray, q: np.ndarray, alternative: str
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Fieller interval for ``R_T/R_C - 1`` with independent arms (``R_C > 0``).
+    """Exact Fieller confidence set for ``R_T/R_C - 1`` with independent arms (``R_C > 0``).
 
-    The set ``{rho : (R_T - rho R_C)^2 <= q^2 (var_T + rho^2 var_C)}`` is bounded iff
-    ``a = R_C^2 - q^2 var_C > 0``; its ends are the roots of
-    ``a rho^2 - 2 R_T R_C rho + (R_T^2 - q^2 var_T)``. Otherwise it is reported as
-    ``(-inf, inf)``. One-sided: the lower root bounds "greater", the upper "less".
+    The set of ratios ``rho`` not rejected by the pivot ``P(rho) = (R_T - rho R_C) /
+    sqrt(var_T + rho^2 var_C)`` at the critical value ``q`` is
+    ``{rho : a rho^2 - 2 b rho + c <= 0}`` with ``a = R_C^2 - q^2 var_C``,
+    ``b = R_T R_C``, ``c = R_T^2 - q^2 var_T`` and ``b^2 - a c = q^2 (var_C R_T^2 +
+    var_T a)``:
+
+    * ``a > 0``: the bounded interval between the two roots;
+    * ``a < 0`` and ``b^2 - a c > 0``: two rays ``(-inf, r1] U [r2, inf)``, returned
+      as ``low = r2 > high = r1`` (see :attr:`TestResult.ci_kind`);
+    * ``a < 0`` and ``b^2 - a c <= 0``, or ``a = 0``: the whole line, or one ray.
+
+    One-sided ("greater" keeps ``P <= q``, "less" keeps ``P >= -q``): with ``a > 0``
+    the lower (upper) root bounds the set; with ``a < 0`` the rejected gap between the
+    roots has ``P`` of the sign of ``R_T``, so the side that rejects there gets the two
+    rays and the other side the whole line.
     """
     a = rc**2 - q**2 * vc
     b = rt * rc
-    disc = q**2 * (vc * rt**2 + vt * a)  # = b^2 - a c, > 0 whenever a > 0
+    c = rt**2 - q**2 * vt
+    disc = q**2 * (vc * rt**2 + vt * a)
+    root = np.sqrt(np.maximum(disc, 0.0))
+    safe_a = np.where(a != 0, a, 1.0)
+    r1, r2 = (b - root) / safe_a, (b + root) / safe_a  # a > 0: r1 < r2; a < 0: r1 > r2
     bounded = a > 0
-    root = np.sqrt(np.where(bounded, disc, 0.0))
-    safe_a = np.where(bounded, a, 1.0)
-    lo = np.where(bounded, (b - root) / safe_a - 1.0, -np.inf)
-    hi = np.where(bounded, (b + root) / safe_a - 1.0, np.inf)
-    if alternative == "greater":
-        hi = np.full_like(np.asarray(hi, dtype=float), np.inf)
-    elif alternative == "less":
-        lo = np.full_like(np.asarray(lo, dtype=float), -np.inf)
-    return np.asarray(lo, dtype=float), np.asarray(hi, dtype=float)
+    rays = (a < 0) & (disc > 0)
+    linear = a == 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ray_start = np.where(b > 0, c / (2.0 * b), -np.inf)  # a = 0: rho >= c/(2b)
+    # two-sided set, encoded as (low, high); rays: low = r1 (start of the right ray)
+    lo = np.where(bounded | rays, r1, np.where(linear, ray_start, -np.inf))
+    hi = np.where(bounded | rays, r2, np.inf)
+    if alternative != "two-sided":
+        gap_positive = rt > 0  # sign of P inside the rejected gap when a < 0
+        rejects_gap = gap_positive if alternative == "greater" else ~gap_positive
+        if alternative == "greater":
+            lo = np.where(bounded | linear, lo, np.where(rays & rejects_gap, r1, -np.inf))
+            hi = np.where(rays & rejects_gap, r2, np.inf)
+        else:
+            hi = np.where(bounded, r2, np.where(rays & rejects_gap, r2, np.inf))
+            lo = np.where(rays & rejects_gap, r1, -np.inf)
+    return np.asarray(lo - 1.0, dtype=float), np.asarray(hi - 1.0, dtype=float)
 
 
 # ----------------------------------------------------------------- public API
@@ -294,8 +416,8 @@ def linearize_ratio(num: npt.ArrayLike, den: npt.ArrayLike) -> npt.NDArray[np.fl
     check_min_units("num", v.shape[0], minimum=1)
     if m.sum() == 0:
         raise ValueError("`den` sums to 0; the ratio is undefined.")
-    mv, mm = v.mean(), m.mean()
-    return v / mm - (mv / mm**2) * m
+    a, b = _ArmStats.from_units(np.column_stack([v, m])).linear_coefficients()
+    return a * v + b * m
 
 
 def ratio_variance(num: npt.ArrayLike, den: npt.ArrayLike, *, ddof: float = 1) -> float:
@@ -327,7 +449,7 @@ def ratio_variance(num: npt.ArrayLike, den: npt.ArrayLike, *, ddof: float = 1) -
     lin = linearize_ratio(num, den)
     n = lin.shape[0]
     check_min_units("num", n)
-    return float(lin @ lin / (n - ddof) / n)
+    return float(_ArmStats.from_units(np.column_stack([num, den])).delta(ddof)["var_r"])
 
 
 def ratio_sigma(num: npt.ArrayLike, den: npt.ArrayLike, *, ddof: float = 1) -> float:
@@ -471,8 +593,15 @@ def ratio_test_from_moments(
     for name, m in (("moments_t", moments_t), ("moments_c", moments_c)):
         if not isinstance(m, RatioMoments):
             raise TypeError(f"`{name}` must be a RatioMoments; got {type(m).__name__}.")
-        if (m.sum_m < 0).any():
-            raise ValueError(f"`{name}.sum_m` holds counts and must be >= 0; got a negative sum.")
+        if (m.sum_m + m.n * m.shift_m < 0).any():
+            raise ValueError(
+                f"`{name}.sum_m` holds counts and must be >= 0 (about shift 0); got a negative sum."
+            )
+        if relative and ci_method.startswith("edgeworth") and not m.has_third:
+            raise ValueError(
+                f"ci_method={ci_method!r} needs the third-order sums of `{name}` (sum_vvv, "
+                "sum_vvm, sum_vmm, sum_mmm; e.g. `sum_yyy` in RatioMoments.from_mean_sums)."
+            )
     labels = {
         "num_t": "moments_t.n",
         "den_t": "moments_t.sum_m",

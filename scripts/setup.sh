@@ -19,8 +19,8 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
     echo "setup: installing ${TORCH_SPEC:-torch==2.13.0} (CPU)" >&2
     .venv/bin/python -m pip install -q --disable-pip-version-check "${TORCH_SPEC:-torch==2.13.0}"
 fi
-echo "setup: installing the project and its dev extras" >&2
-if ! .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev]" \
+echo "setup: installing the project and its dev, sql and spark extras" >&2
+if ! .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev,sql,spark]" \
         > .venv/pip-install.log 2>&1; then
     cat .venv/pip-install.log >&2
     echo "setup: pip install failed (log above, also in .venv/pip-install.log)" >&2

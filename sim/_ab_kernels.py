@@ -13,6 +13,7 @@ M = views, a ``p`` prefix marks the pre-period::
     0 n    1 V    2 M    3 VV   4 MM   5 VM
     6 pV   7 pM   8 pVpV 9 pMpM 10 pVpM
     11 VpV 12 VpM 13 MpV 14 MpM
+    15 VVV 16 VVM 17 VMM 18 MMM
 
 All moments are sums of integers, so float64 accumulation is exact (below 2**53)
 whatever the summation order.
@@ -25,7 +26,7 @@ import math
 import numpy as np
 from numba import njit
 
-N_MOMENTS = 15
+N_MOMENTS = 19
 
 # Bernoulli trials are drawn one uniform each up to this many trials, and with the
 # generator's binomial sampler above it (the loop is ~3x faster for ~8 sessions).
@@ -91,6 +92,10 @@ def _accumulate(acc, arm, v, m, pv, pm):
     a[12] += fv * fpm
     a[13] += fm * fpv
     a[14] += fm * fpm
+    a[15] += fv * fv * fv
+    a[16] += fv * fv * fm
+    a[17] += fv * fm * fm
+    a[18] += fm * fm * fm
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

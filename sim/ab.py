@@ -83,6 +83,10 @@ MOMENT_NAMES: tuple[str, ...] = (
     "sum_v_pre_m",
     "sum_m_pre_v",
     "sum_m_pre_m",
+    "sum_vvv",
+    "sum_vvm",
+    "sum_vmm",
+    "sum_mmm",
 )
 assert len(MOMENT_NAMES) == _k.N_MOMENTS
 
@@ -153,6 +157,10 @@ class ClickData:
             "sum_v_pre_m": v * pm,
             "sum_m_pre_v": m * pv,
             "sum_m_pre_m": m * pm,
+            "sum_vvv": v * v * v,
+            "sum_vvm": v * v * m,
+            "sum_vmm": v * m * m,
+            "sum_mmm": m * m * m,
         }
         return {
             name: np.array([col[self.arm == a].sum() for a in (0, 1)])
@@ -168,8 +176,9 @@ class Moments:
     control and column 1 treatment: ``n`` (users), ``sum_v``, ``sum_m``, ``sum_vv``,
     ``sum_mm``, ``sum_vm`` (V = clicks, M = views per user), the same for the
     pre-period pair (``pre_sum_v`` ... ``pre_sum_vm``) and the cross-products
-    ``sum_v_pre_v``, ``sum_v_pre_m``, ``sum_m_pre_v``, ``sum_m_pre_m``. All are sums of
-    integers, hence exact.
+    ``sum_v_pre_v``, ``sum_v_pre_m``, ``sum_m_pre_v``, ``sum_m_pre_m``, and the
+    third-order sums ``sum_vvv``, ``sum_vvm``, ``sum_vmm``, ``sum_mmm`` (skewness of
+    the linearised ratio). All are sums of integers, hence exact (below 2**53).
 
     Attributes
     ----------
@@ -196,6 +205,10 @@ class Moments:
     sum_v_pre_m: _FloatArray
     sum_m_pre_v: _FloatArray
     sum_m_pre_m: _FloatArray
+    sum_vvv: _FloatArray
+    sum_vvm: _FloatArray
+    sum_vmm: _FloatArray
+    sum_mmm: _FloatArray
     truth: CtrTruth
     seed: int
     scenario: CtrScenario
@@ -206,7 +219,7 @@ class Moments:
         return int(self.n.shape[0])
 
     def as_dict(self) -> dict[str, _FloatArray]:
-        """All 15 statistics by name (arrays of shape (n_replicates, 2))."""
+        """All 19 statistics by name (arrays of shape (n_replicates, 2))."""
         return {name: getattr(self, name) for name in MOMENT_NAMES}
 
     def arm(self, arm: int) -> dict[str, _FloatArray]:
@@ -335,7 +348,7 @@ def _kernel_call(scenario: CtrScenario) -> Callable[..., None]:
     """Bind a scenario's parameters; the result runs one experiment.
 
     ``run(gen, n_control, n_treatment, store, views, clicks, pre_views, pre_clicks,
-    moments)`` fills ``moments`` (2, 15) and, when ``store``, the per-user arrays.
+    moments)`` fills ``moments`` (2, 19) and, when ``store``, the per-user arrays.
     """
     if isinstance(scenario, ReferenceCtr):
         ctr_c, ctr_t, low, width = scenario.pool_arrays()

@@ -398,6 +398,7 @@ BUILTIN_CHECK_MODULES: list[str] = [
     "validation.retrieval_checks",
     "validation.retrieval_shipped",
     "validation.cuped_checks",
+    "validation.deng2018",
 ]
 
 

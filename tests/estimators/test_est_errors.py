@@ -51,7 +51,7 @@ CASES = [
     (mean_test, ([1.0, 2.0], [3.0]), {}, r"`y_c` has 1 unit in the control arm"),
     (
         ratio_test_from_moments,
-        (_mom(n=1), _mom()),
+        (_mom(n=1, sum_v=2.0, sum_m=4.0, sum_vv=4.0, sum_mm=16.0, sum_vm=8.0), _mom()),
         {},
         r"`moments_t.n` has fewer than 2 units in the treatment arm",
     ),
