@@ -1,0 +1,129 @@
+"""``python -m validation calibrate MOD:FN --data PATH ...``: exit 0 / 1 / 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from _own_data import heavy_frame
+
+from validation.__main__ import main
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+COLS = ["--unit", "user", "--numerator", "clicks", "--denominator", "views"]
+
+
+@pytest.fixture(scope="module")
+def rows_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("own") / "rows.parquet"
+    heavy_frame(2000, seed=5).to_parquet(path, index=False)
+    return path
+
+
+def _run(estimator, rows_file, out, *extra):
+    return main(
+        [
+            "calibrate",
+            estimator,
+            "--data",
+            str(rows_file),
+            *COLS,
+            "--replicates",
+            "600",
+            "--seed",
+            "3",
+            "--no-progress",
+            "--out",
+            str(out),
+            *extra,
+        ]
+    )
+
+
+@pytest.mark.parametrize(
+    ("estimator", "code", "failing"),
+    [
+        ("estimators:ratio_test", 0, None),
+        ("_own_data:naive_binomial", 1, "data/aa-calibration/false-positive-rate"),
+        ("_own_data:summed_se", 1, "data/coverage"),
+    ],
+)
+def test_exit_codes_right_and_wrong(rows_file, tmp_path, capsys, estimator, code, failing):
+    assert _run(estimator, rows_file, tmp_path) == code
+    doc = json.loads((tmp_path / "results.json").read_text())
+    scen = doc["calibration"]["scenarios"][0]
+    assert scen["data"]["units"] == 2000 and len(scen["data"]["sha256"]) == 64
+    assert "scaling" in scen["effect"]
+    if failing:
+        assert failing in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--unit", "user"], "`--data` needs --numerator"),
+        (["--numerator", "nope", "--unit", "user"], "not in `data`"),
+        (["--arm", "arm", "--unit", "user", "--numerator", "clicks"], "go together"),
+    ],
+)
+def test_usage_errors_exit_2(rows_file, tmp_path, capsys, argv, message):
+    code = main(
+        [
+            "calibrate",
+            "estimators:ratio_test",
+            "--data",
+            str(rows_file),
+            *argv,
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert code == 2 and message in capsys.readouterr().err
+
+
+def test_data_options_without_data_exit_2(tmp_path, capsys):
+    code = main(["calibrate", "estimators:ratio_test", "--unit", "user", "--out", str(tmp_path)])
+    assert code == 2 and "need `--data PATH`" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("estimator", ["_own_data:tuple_return", "_own_data:keyword_typo"])
+def test_first_call_failure_exit_2(rows_file, tmp_path, capsys, estimator):
+    assert _run(estimator, rows_file, tmp_path) == 2
+    err = capsys.readouterr().err
+    assert "failed on its first call" in err
+    assert not (tmp_path / "results.json").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("estimator", "code"), [("estimators:ratio_test", 0), ("_own_data:naive_binomial", 1)]
+)
+def test_contract_subprocess_profile_quick(rows_file, tmp_path, estimator, code):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(HERE)])}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "validation",
+            "calibrate",
+            estimator,
+            "--data",
+            str(rows_file),
+            *COLS,
+            "--profile",
+            "quick",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=HERE,
+        timeout=300,
+    )
+    assert proc.returncode == code, proc.stdout[-2000:] + proc.stderr[-2000:]
