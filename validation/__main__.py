@@ -500,6 +500,13 @@ def _cmd_calibrate(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     except KeyboardInterrupt:
         print(f"\ninterrupted; {out_dir / 'results.json'} was not replaced.", file=sys.stderr)
         return EXIT_INTERRUPTED
+    if own is not None and (args.check is None or "coverage" in args.check):
+        # --data: where the estimator breaks on these data (validation.data_curve)
+        from validation.data_curve import write_curve
+
+        write_curve(
+            estimator, own, out_dir, n_replicates=r, rng=seed, kind=kind, estimator_kwargs=kwargs
+        )
     return _print_summary(cal.run, paths)
 
 

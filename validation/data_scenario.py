@@ -356,7 +356,8 @@ class DataScenario:
             if (k != "ratio" or self.m is not None) and (k != "covariate" or self.x.shape[1])
         )
 
-    def _design(self, n_per_arm: int | None, lift: float) -> DataCalibration:
+    def design(self, n_per_arm: int | None, lift: float) -> DataCalibration:
+        """Return the scenario at ``n_per_arm`` units per arm (None: the data's) and ``lift``."""
         n_c = n_per_arm if n_per_arm is not None else self.n_units // 2
         n_t = n_per_arm if n_per_arm is not None else self.n_units - n_c
         return DataCalibration(self.name, self, (n_c, n_t), float(lift), self.estimand)
@@ -385,7 +386,7 @@ class DataScenario:
                 "a covariate estimator `covariates`)."
             )
         lift = DEFAULT_LIFT if self.lift is None else self.lift
-        scen = self._design(self.n_per_arm, lift)
+        scen = self.design(self.n_per_arm, lift)
         sigma, base = self._sigma(kind), scen.arm_values(kind)[0]
         n_c, n_t = scen.n_users
         p = float(formula_power(sigma, abs(lift) * abs(base), n_c, alpha=alpha, ratio=n_t / n_c))
@@ -394,13 +395,13 @@ class DataScenario:
         was = f"power {p:.3f} at lift {lift:g} and {n_c:,} units per arm"
         if self.lift is None:
             delta = float(formula_mde(sigma, n_c, alpha=alpha, power=POWER_TARGET, ratio=n_t / n_c))
-            new = self._design(self.n_per_arm, delta / abs(base))
+            new = self.design(self.n_per_arm, delta / abs(base))
             note = f"lift set to {new.lift:.4g} for power {POWER_TARGET:g} ({was} is uninformative)"
         elif self.n_per_arm is None:
             size = formula_sample_size(
                 sigma, abs(lift) * abs(base), alpha=alpha, power=POWER_TARGET
             )
-            new = self._design(max(2, int(size.n_control)), lift)
+            new = self.design(max(2, int(size.n_control)), lift)
             note = (
                 f"n per arm set to {new.n_users[0]:,} (bootstrap) for power {POWER_TARGET:g} "
                 f"({was} is uninformative)"

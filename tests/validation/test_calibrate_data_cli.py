@@ -46,6 +46,34 @@ def _run(estimator, rows_file, out, *extra):
 
 
 @pytest.mark.parametrize(
+    ("estimator", "code"), [("estimators:ratio_test", 0), ("_own_data:naive_binomial", 1)]
+)
+def test_exit_codes_aa_fast(tmp_path, capsys, estimator, code):
+    path = tmp_path / "rows.csv"
+    heavy_frame(600, seed=8).to_csv(path, index=False)
+    argv = [
+        "calibrate",
+        estimator,
+        "--data",
+        str(path),
+        *COLS,
+        "--replicates",
+        "200",
+        "--check",
+        "aa",
+        "--seed",
+        "3",
+        "--no-progress",
+        "--out",
+        str(tmp_path / "out"),
+    ]
+    assert main(argv) == code
+    assert "data/aa-calibration/false-positive-rate" in capsys.readouterr().out
+    assert not (tmp_path / "out" / "coverage_by_n.json").exists()  # no coverage asked for
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
     ("estimator", "code", "failing"),
     [
         ("estimators:ratio_test", 0, None),
@@ -59,8 +87,13 @@ def test_exit_codes_right_and_wrong(rows_file, tmp_path, capsys, estimator, code
     scen = doc["calibration"]["scenarios"][0]
     assert scen["data"]["units"] == 2000 and len(scen["data"]["sha256"]) == 64
     assert "scaling" in scen["effect"]
+    out = capsys.readouterr().out
     if failing:
-        assert failing in capsys.readouterr().out
+        assert failing in out
+    assert "coverage by units per arm on your data" in out
+    curve = json.loads((tmp_path / "coverage_by_n.json").read_text())
+    assert curve["n_per_arm"][-1] == 1000
+    assert "Coverage against units per arm" in (tmp_path / "report.md").read_text()
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ from _own_data import heavy_frame, keyword_typo, naive_binomial, summed_se, tupl
 
 import estimators
 import validation
+from validation.data_curve import coverage_curve, default_sizes
 from validation.data_scenario import (
     DEFAULT_LIFT,
     POWER_INFORMATIVE_MAX,
@@ -172,7 +173,21 @@ def test_bad_data(tmp_path):
         DataScenario(rows, **COLS).resolve("covariate")
 
 
+def test_aa_cells_right_vs_naive_fast():
+    small = validation.DataScenario(heavy_frame(600, seed=8), **COLS)
+    right = validation.calibrate(
+        estimators.ratio_test, [small], n_replicates=200, rng=3, checks=["aa"]
+    )
+    assert right.ok, right.problems
+    naive = validation.calibrate(naive_binomial, [small], n_replicates=200, rng=3, checks=["aa"])
+    assert "data/aa-calibration/false-positive-rate" in naive.failed_cells()
+
+
+@pytest.mark.slow
 def test_battery_on_heavy_tails_tells_right_from_wrong(scenario):
+    # the contract of issue 14: validation.DataScenario(frame, unit=..., numerator=...,
+    # denominator=...) and validation.calibrate(fn, [scenario], n_replicates=600, rng=3)
+    scenario = validation.DataScenario(heavy_frame(2000, seed=5), **COLS)
     right = validation.calibrate(estimators.ratio_test, [scenario], n_replicates=600, rng=3)
     assert right.ok, right.problems
     naive = validation.calibrate(naive_binomial, [scenario], n_replicates=600, rng=3)
@@ -217,3 +232,28 @@ def test_report_states_fingerprint_and_effect(tmp_path, scenario):
     text = (tmp_path / "report.md").read_text()
     assert scenario.fingerprint.sha256 in (tmp_path / "results.json").read_text()
     assert "2,000 units" in text and "scaling" in text
+
+
+def test_coverage_curve_is_reproducible_and_written(tmp_path):
+    s = DataScenario(heavy_frame(400, seed=2), **COLS)
+    a = coverage_curve(estimators.ratio_test, s, n_per_arm=(20, 100), n_replicates=40, rng=4)
+    b = coverage_curve(estimators.ratio_test, s, n_per_arm=(100,), n_replicates=40, rng=4)
+    assert a.n_per_arm == (20, 100) and a.n_valid == (40, 40)
+    assert a.coverage[1] == b.coverage[0]  # a size's replicates do not depend on the others
+    (tmp_path / "report.md").write_text("# report\n")
+    a.write(tmp_path)
+    assert "Coverage against units per arm" in (tmp_path / "report.md").read_text()
+    assert (tmp_path / "plots" / "coverage_by_n.png").stat().st_size > 0
+    sizes = default_sizes(2000)
+    assert sizes[0] == 20 and sizes[-1] == 1000 and len(sizes) == 5
+    with pytest.raises(ValueError, match="`n_per_arm` must be ints >= 2"):
+        coverage_curve(estimators.ratio_test, s, n_per_arm=(1,), n_replicates=4)
+
+
+@pytest.mark.slow
+def test_coverage_curve_shows_where_it_breaks(scenario):
+    right = coverage_curve(estimators.ratio_test, scenario, n_replicates=400, rng=5)
+    assert right.holds()[-1] and right.smallest_n() is not None
+    summed = coverage_curve(summed_se, scenario, n_replicates=400, rng=5)
+    assert summed.smallest_n() is None  # over-covers at every size
+    assert all(c > 0.95 for c in summed.coverage)
