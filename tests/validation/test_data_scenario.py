@@ -255,5 +255,7 @@ def test_coverage_curve_shows_where_it_breaks(scenario):
     right = coverage_curve(estimators.ratio_test, scenario, n_replicates=400, rng=5)
     assert right.holds()[-1] and right.smallest_n() is not None
     summed = coverage_curve(summed_se, scenario, n_replicates=400, rng=5)
-    assert summed.smallest_n() is None  # over-covers at every size
-    assert all(c > 0.95 for c in summed.coverage)
+    # over-covers at every size (the 400-replicate tolerance, 0.044, is too wide to
+    # call each point a failure; the curve is a map, the battery's cell judges)
+    assert min(summed.coverage) > 0.975
+    assert np.mean(summed.coverage) > np.mean(right.coverage) + 0.03
