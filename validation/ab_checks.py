@@ -44,6 +44,7 @@ from estimators.moments import RatioMoments
 from sim._seed import child_sequences
 from validation.ab_mc import coverage, ks_uniformity, mean_band, rejection_rate, sd_ratio
 from validation.core import CheckResult, NegativeControl, RunContext, register
+from validation.mc import run_blocks
 from validation.shipped import Shipped
 
 ratio_test_from_moments = Shipped("estimators.ratio", "ratio_test_from_moments")
@@ -91,14 +92,6 @@ _MEAN_SCENARIOS: dict[str, dict[str, float]] = {
 
 
 # ----------------------------------------------------------------------------- samplers
-def _chunks(n_replicates: int, ss: np.random.SeedSequence):
-    """Yield (start, stop, Generator) over fixed-size replicate chunks."""
-    n_chunks = -(-n_replicates // _CHUNK)
-    for k, child in enumerate(child_sequences(ss, n_chunks)):
-        start = k * _CHUNK
-        yield start, min(n_replicates, start + _CHUNK), np.random.default_rng(child)
-
-
 def _mean_metric_sums(
     dist: str, mean: float, n: int, n_replicates: int, ss: np.random.SeedSequence
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
@@ -107,24 +100,23 @@ def _mean_metric_sums(
     normal: sum ~ N(n mu, n s^2) and the centred sum of squares ~ s^2 chi2(n-1),
     independent; Bernoulli: sum ~ Binomial(n, p) and Y^2 = Y; Poisson: per-unit draws.
     """
-    sum_y = np.empty(n_replicates)
-    sum_yy = np.empty(n_replicates)
-    for a, b, gen in _chunks(n_replicates, ss):
-        r = b - a
+    if dist not in _MEAN_SCENARIOS:  # pragma: no cover - guarded by the callers
+        raise ValueError(f"`dist` must be one of {sorted(_MEAN_SCENARIOS)}; got {dist!r}.")
+
+    def block(a: int, b: int, child: np.random.SeedSequence) -> tuple[np.ndarray, np.ndarray]:
+        gen, r = np.random.default_rng(child), b - a
         if dist == "normal":
             sd = _MEAN_SCENARIOS["normal"]["sd"]
             s = gen.normal(n * mean, sd * math.sqrt(n), r)
-            css = sd**2 * gen.chisquare(n - 1, r)
-            sum_y[a:b], sum_yy[a:b] = s, css + s * s / n
-        elif dist == "bernoulli":
+            return s, sd**2 * gen.chisquare(n - 1, r) + s * s / n
+        if dist == "bernoulli":
             s = gen.binomial(n, mean, r).astype(np.float64)
-            sum_y[a:b], sum_yy[a:b] = s, s
-        elif dist == "poisson":
-            y = gen.poisson(mean, (r, n)).astype(np.float64)
-            sum_y[a:b], sum_yy[a:b] = y.sum(1), (y * y).sum(1)
-        else:  # pragma: no cover - guarded by the callers
-            raise ValueError(f"`dist` must be one of {sorted(_MEAN_SCENARIOS)}; got {dist!r}.")
-    return sum_y, sum_yy
+            return s, s
+        y = gen.poisson(mean, (r, n)).astype(np.float64)
+        return y.sum(1), (y * y).sum(1)
+
+    parts = run_blocks(block, n_replicates, ss, _CHUNK)
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
 @dataclass(frozen=True, slots=True)
@@ -613,7 +605,7 @@ def _separation_cell(ctx: RunContext, sample: CoverageSample, n: int) -> CheckRe
         seed=ctx.seed,
         seed_key=f"delta-coverage/heavy/{n}",
         negative_control=NegativeControl("delta against itself", 0.0),
-        extra={"mcse": band.mcse},
+        extra={"kind": "separation", "mcse": band.mcse},
     )
 
 
@@ -646,7 +638,11 @@ def _bias_cell(ctx: RunContext, sample: CoverageSample, dist: str, n: int) -> Ch
         negative_control=NegativeControl(
             "plain delta estimate Ybar/Xbar - 1", float(np.mean(plain[keep] - truth))
         ),
-        extra={"mcse": band.mcse, "plain_bias": float(np.mean(plain[keep] - truth))},
+        extra={
+            "kind": "bias",
+            "mcse": band.mcse,
+            "plain_bias": float(np.mean(plain[keep] - truth)),
+        },
     )
 
 

@@ -396,6 +396,8 @@ BUILTIN_CHECK_MODULES: list[str] = [
     "validation.ab_checks",
     "validation.power_checks",
     "validation.retrieval_checks",
+    "validation.retrieval_frequency",
+    "validation.retrieval_training",
     "validation.retrieval_shipped",
     "validation.cuped_checks",
     "validation.deng2018",

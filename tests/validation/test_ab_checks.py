@@ -86,15 +86,24 @@ def coverage_results():
 
 def test_delta_coverage_quick_profile_holds(coverage_results):
     kinds = {r.extra["kind"] for r in coverage_results}
-    assert kinds == {"calibrated", "exact", "under"}
+    assert kinds == {"calibrated", "exact", "under", "fieller", "bias", "separation"}
     bad = [(r.name, r.figure, r.expected, r.tolerance) for r in coverage_results if not r.passed]
     assert not bad
     for r in coverage_results:
         assert r.negative_control is not None
         assert r.negative_control.failed_as_expected, r.name
+        if r.extra["kind"] in ("bias", "separation"):
+            continue
         assert r.tolerance == pytest.approx(
             CTX.z * math.sqrt(r.expected * (1 - r.expected) / r.n_replicates)
         )
+    heavy20 = {
+        r.extra["method"]: r
+        for r in coverage_results
+        if "heavy/n=20/" in r.name and "method" in r.extra
+    }
+    assert heavy20["delta"].state == "breaks as stated" and heavy20["delta"].n_undefined > 0
+    assert 0.0 < heavy20["fieller"].extra["unbounded_share"] < 1.0
     assert len(coverage_results[0].extra["table"]) == 4 * 4 * 5
     assert isinstance(ab_checks.plot_coverage(coverage_results), Figure)
 

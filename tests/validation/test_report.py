@@ -210,14 +210,17 @@ def test_own_rule_marked_in_report(tmp_path, names):
             True,
             10,
             1,
-            NegativeControl("exact", 0.95, True),
+            NegativeControl("exact", 0.95),
+            rule="below",
         )
 
     register("town", claim="under-covers")(under)
     names.append("town")
     paths = write_report(run_checks([get_check("town")], show_progress=False), tmp_path)
     md = paths.markdown.read_text()
-    assert "PASS (own rule)" in md and "p=[0.3333, 0.6667]" in md
+    assert "breaks as stated (rule below)" in md and "p=[0.3333, 0.6667]" in md
+    assert md.index("## Findings") < md.index("## Summary") and "[Findings](#findings)" in md
+    assert 'id="findings"' in paths.html.read_text()
     assert "p=[0.3333, 0.6667]" in paths.html.read_text()
 
 

@@ -58,9 +58,14 @@ def registry():
         unregister(name)
 
 
-def _cell(name, *, passed=True, control=True, ctrl_fails=True, figure=0.95, tolerance=0.01):
-    ctrl = NegativeControl("naive", 0.5, ctrl_fails) if control else None
-    return CheckResult(name, "c", {"k": 1}, figure, 0.95, tolerance, passed, 100, 0, ctrl)
+def _cell(
+    name, *, passed=True, control=True, ctrl_fails=True, figure=None, tolerance=0.01, rule="within"
+):
+    """A cell whose verdicts follow from its figures (``passed`` picks the figure)."""
+    figure = (0.95 if passed else 0.5) if figure is None else figure
+    ctrl_figure = 0.5 if ctrl_fails == (rule == "within") else 0.95
+    ctrl = NegativeControl("naive", ctrl_figure) if control else None
+    return CheckResult(name, "c", {"k": 1}, figure, 0.95, tolerance, None, 100, 0, ctrl, rule=rule)
 
 
 def test_select_by_name_group_and_pattern(registry):
@@ -281,9 +286,16 @@ def test_own_rule_is_marked(registry):
     from validation.runner import uses_own_rule
 
     # "the naive interval under-covers here": passes when the figure is far below 0.95
-    cell = _cell("town", figure=0.5)
+    cell = _cell("town", figure=0.5, rule="below")
     assert uses_own_rule(cell) and not uses_own_rule(_cell("x"))
+    assert cell.state == "breaks as stated" and cell.negative_control.failed_as_expected
     run = run_checks([registry("town", lambda ctx: cell)], show_progress=False)
     assert run.ok
     lines = format_outcome_lines(run.outcomes[0])
-    assert lines[0].startswith("PASS*") and "own rule" in lines[1]
+    assert lines[0].split()[:3] == ["state", "cell", "figure"]  # a header row
+    assert lines[1].startswith("BREAKS") and " below " in lines[1]
+
+
+def test_cell_selector_runs_its_check(registry):
+    registry.family("tcell")
+    assert [c.name for c in select_checks(["tcell-coverage/n=5"])] == ["tcell-coverage"]
