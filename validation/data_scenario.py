@@ -41,6 +41,7 @@ import hashlib
 import math
 import os
 import uuid
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,17 +146,18 @@ def _read_units(data, unit, numerator, denominator, covariates, arm, table):
     try:
         if isinstance(data, (str, os.PathLike)):
             path = Path(data)
+            quoted = path.as_posix().replace("'", "''")
             if not path.is_file():
                 raise ValueError(f"`data` must be an existing file; got {str(path)!r}.")
             suffix = path.suffix.lower()
             if suffix in (".csv", ".tsv"):
-                src = f"read_csv_auto('{path.as_posix()}')"
+                src = f"read_csv_auto('{quoted}')"
             elif suffix in (".parquet", ".pq"):
-                src = f"read_parquet('{path.as_posix()}')"
+                src = f"read_parquet('{quoted}')"
             elif suffix in (".duckdb", ".db"):
                 if not table:
                     raise ValueError(f"`table` is required for the DuckDB file {str(path)!r}.")
-                con.execute(f"ATTACH '{path.as_posix()}' AS _user (READ_ONLY)")
+                con.execute(f"ATTACH '{quoted}' AS _user (READ_ONLY)")
                 src = f"_user.{table}"
             else:
                 raise ValueError(
@@ -184,7 +186,10 @@ def _read_units(data, unit, numerator, denominator, covariates, arm, table):
         rows = int(con.execute(f"SELECT COUNT(*) FROM {src}").fetchone()[0])
         cursor = con.execute(units_query(src, spec))
         names = [d[0] for d in cursor.description]
-        frame = dict(zip(names, map(list, zip(*cursor.fetchall(), strict=True)), strict=True))
+        fetched = cursor.fetchall()
+        if not fetched:
+            raise ValueError("`data` has no rows.")
+        frame = dict(zip(names, map(list, zip(*fetched, strict=True)), strict=True))
     finally:
         con.close()
     return frame, rows, source, spec.k
@@ -529,7 +534,9 @@ def probe_first_calls(
     for aa in (True, False):
         args = scenario.simulate(child, aa=aa).estimator_args(kind)
         try:
-            estimator_output(call(*args))
+            with warnings.catch_warnings():  # the run records warnings; the probe only calls
+                warnings.simplefilter("ignore")
+                estimator_output(call(*args))
         except Exception as exc:  # noqa: BLE001 - re-raised with context
             stream = "A/A" if aa else "effect"
             raise FirstCallError(

@@ -52,6 +52,10 @@ def test_sources_agree_csv_parquet_duckdb_and_fingerprint(tmp_path, heavy, scena
         s = DataScenario(tmp_path / path, **COLS, **extra)
         assert s.fingerprint.sha256 == scenario.fingerprint.sha256, path
         assert s.fingerprint.rows == 4000 and s.fingerprint.source.endswith(path)
+    con = duckdb.connect()
+    rel = con.from_df(heavy)
+    assert DataScenario(rel, **COLS).fingerprint.sha256 == scenario.fingerprint.sha256
+    con.close()
     shuffled = DataScenario(heavy.sample(frac=1.0, random_state=3), **COLS)
     assert shuffled.fingerprint.sha256 == scenario.fingerprint.sha256  # unit order, not row order
     other = DataScenario(heavy.assign(clicks=heavy.clicks + 1), **COLS)
@@ -167,6 +171,10 @@ def test_bad_data(tmp_path):
     nulls.iloc[0, nulls.columns.get_loc("views")] = np.nan
     with pytest.raises(ValueError, match="`denominator` is NULL on some rows of 1 unit"):
         DataScenario(nulls, **COLS)
+    with pytest.raises(ValueError, match="`data` has no rows"):
+        DataScenario(rows.iloc[:0], **COLS)
+    with pytest.raises(ValueError, match="at least 4 units"):
+        DataScenario(rows[rows.user < 3], **COLS)
     with pytest.raises(TypeError, match="`data` must be a path or a DataFrame"):
         DataScenario(42, **COLS)
     with pytest.raises(ValueError, match="cannot calibrate a 'covariate' estimator"):
