@@ -89,8 +89,9 @@ class CoverageCurve:
         n0 = self.smallest_n()
         lines += [
             "",
-            "Coverage holds from "
-            + (f"{n0:,} units per arm on." if n0 else "no size tried on (see the table)."),
+            f"Coverage holds from {n0:,} units per arm on."
+            if n0
+            else "Coverage holds at none of the sizes tried.",
         ]
         return "\n".join(lines) + "\n"
 
@@ -258,8 +259,8 @@ def write_curve(
     n0 = curve.smallest_n()
     pairs = ", ".join(f"{n}: {c:.3f}" for n, c in zip(curve.n_per_arm, curve.coverage, strict=True))
     print(
-        f"coverage by units per arm on your data ({pairs}); holds from "
-        + (f"{n0:,} per arm on" if n0 else "no size tried")
+        f"coverage by units per arm on your data ({pairs}); "
+        + (f"holds from {n0:,} per arm on" if n0 else "holds at no size tried")
         + f"; see {Path(out_dir) / 'coverage_by_n.json'}"
     )
     return curve
