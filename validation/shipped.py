@@ -88,7 +88,7 @@ class Shipped:
     Examples
     --------
     >>> size = Shipped("estimators.power", "sample_size")
-    >>> round(size(0.1, sigma=1.0).n_per_arm) > 0
+    >>> size(1.0, 0.1).n_control > 0
     True
     """
 

@@ -166,15 +166,19 @@ def test_power_quick_profile():
 
 
 def test_power_pilot_sigma_from_moments_equals_ratio_sigma():
+    """The identity scenario_sigma relies on: for equal arms of n users the delta s.e. of
+    the difference is sqrt(2 sigma^2 / n), sigma^2 the mean of the arms' ratio_sigma^2."""
     import numpy as np
 
     import sim
-    from estimators import ratio_sigma
-    from validation.power_checks import _linearised_sd
+    from estimators import ratio_sigma, ratio_test
 
-    data = sim.simulate_clicks(sim.BetaBinomialCtr(views="lognormal"), (400, 300), rng=4)
-    for arm in (0, 1):
+    n = 400
+    data = sim.simulate_clicks(sim.BetaBinomialCtr(views="lognormal"), (n, n), rng=4)
+    arms = []
+    for arm in (1, 0):
         sel = data.arm == arm
-        v, m = data.clicks[sel].astype(float), data.views[sel].astype(float)
-        sums = (v.size, v.sum(), m.sum(), (v * v).sum(), (m * m).sum(), (v * m).sum())
-        assert np.isclose(_linearised_sd(*map(float, sums)), ratio_sigma(v, m), rtol=1e-10)
+        arms.append((data.clicks[sel].astype(float), data.views[sel].astype(float)))
+    se = ratio_test(*arms[0], *arms[1], ddof=1).std_error
+    pooled = np.sqrt(np.mean([ratio_sigma(v, m) ** 2 for v, m in arms]))
+    assert np.isclose(se * np.sqrt(n / 2.0), pooled, rtol=1e-10)

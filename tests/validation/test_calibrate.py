@@ -291,12 +291,12 @@ def test_cli_calibrate_passes_our_estimator_and_fails_a_wrong_one(tmp_path, caps
     argv = ["calibrate", "estimators:mean_test", "--scenario", "small-n", "--replicates", "300"]
     assert main([*argv, "--out", str(out), "--no-progress"]) == 0
     text = capsys.readouterr().out
-    assert "PASS  small-n/coverage" in text and "PASSED" in text
+    assert "HOLDS  small-n/coverage" in text and "PASSED" in text
     assert (out / "results.json").is_file() and (out / "report.html").is_file()
     bad = ["calibrate", "test_calibrate:summed_se", "--scenario", "queries", "--replicates", "600"]
     assert main([*bad, "--out", str(tmp_path / "bad"), "--no-progress", "--check", "aa"]) == 1
     text = capsys.readouterr().out
-    assert "FAIL  queries/aa-calibration/false-positive-rate" in text
+    assert "FAIL   queries/aa-calibration/false-positive-rate" in text
     assert "fails as expected" in text and "FAILED" in text
 
 

@@ -1,5 +1,6 @@
 """Checks see a wrong public function however and whenever it is swapped in."""
 
+import importlib
 import subprocess
 import sys
 import textwrap
@@ -7,10 +8,11 @@ import textwrap
 import pytest
 
 import estimators
-import estimators.power
 from validation import power_checks
 from validation.core import RunContext, get_check
 from validation.shipped import Shipped, resolve
+
+POWER = importlib.import_module("estimators.power")  # `estimators.power` is the function
 
 
 def _small(orig):
@@ -29,27 +31,27 @@ def _roundtrip_ok() -> bool:
 
 
 def test_resolve_returns_the_original_when_nothing_is_swapped():
-    assert resolve("estimators.power", "sample_size") is estimators.power.sample_size
+    assert resolve("estimators.power", "sample_size") is POWER.sample_size
     assert Shipped("estimators.power", "sample_size").target is estimators.sample_size
 
 
 @pytest.mark.parametrize("where", ["package", "submodule"])
 def test_swap_after_import_is_seen(monkeypatch, where):
     assert _roundtrip_ok()
-    owner = estimators if where == "package" else estimators.power
-    monkeypatch.setattr(owner, "sample_size", _small(estimators.power.sample_size))
+    owner = estimators if where == "package" else POWER
+    monkeypatch.setattr(owner, "sample_size", _small(POWER.sample_size))
     assert power_checks.sample_size.target is owner.sample_size
     assert not _roundtrip_ok()
 
 
 _BEFORE_IMPORT = """
 import dataclasses, sys
-import estimators, estimators.power
-orig = estimators.power.sample_size
+import estimators, importlib
+orig = importlib.import_module("estimators.power").sample_size
 def wrong(*a, **k):
     r = orig(*a, **k)
     return dataclasses.replace(r, n_control=int(r.n_control * 0.79))
-setattr({owner}, "sample_size", wrong)
+setattr(sys.modules[{owner!r}], "sample_size", wrong)
 assert "validation" not in sys.modules
 from validation.__main__ import main
 sys.exit(main(["run", "--only", "power-mde-roundtrip", "--out", {out!r}, "--no-progress"]))

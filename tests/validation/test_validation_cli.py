@@ -61,7 +61,7 @@ def test_run_writes_report_and_exits_0(tmp_path, tmp_checks, capsys):
     ):
         assert (out / name).is_file()
     assert str((out / "report.html").resolve()) in stdout
-    assert "PASS  tcli-coverage/n=5" in stdout and "fails as expected" in stdout
+    assert "HOLDS  tcli-coverage/n=5" in stdout and "fails as expected" in stdout
     assert "exact identity, no control" in stdout and "tcli-coverage took" in stdout
     assert f"seed {DEFAULT_SEED}" in stdout and "family-wise false-failure bound" in stdout
     doc = json.loads((out / "results.json").read_text())
@@ -299,7 +299,7 @@ def test_interrupt_leaves_previous_results(tmp_path, signum):
             proc.communicate()
     assert proc.returncode == 130, stdout + stderr
     assert "tsig-a-fast: ok" in stderr and "running when interrupted: tsig-b-slow" in stderr
-    assert "PASS  tsig-a-fast" in stdout
+    assert "HOLDS  tsig-a-fast" in stdout
     assert (out / "results.json").read_text() == previous
     assert sorted(p.name for p in out.iterdir()) == ["results.json"]
 
