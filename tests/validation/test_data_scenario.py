@@ -267,3 +267,25 @@ def test_coverage_curve_shows_where_it_breaks(scenario):
     # call each point a failure; the curve is a map, the battery's cell judges)
     assert min(summed.coverage) > 0.975
     assert np.mean(summed.coverage) > np.mean(right.coverage) + 0.03
+
+
+@pytest.mark.parametrize(
+    ("estimator", "cols"),
+    [
+        ("estimators:mean_test", dict(unit="user", numerator="clicks")),
+        ("estimators:cuped_test", dict(unit="user", numerator="clicks", covariates=["pre"])),
+        ("validation.adapters.statsmodels_ols:cluster_ols", COLS),
+        (
+            "validation.adapters.statsmodels_ols:ols",
+            dict(unit="user", numerator="clicks", covariates=["pre"]),
+        ),
+    ],
+)
+def test_builtin_estimators_and_adapters_run_on_own_data(estimator, cols):
+    import importlib
+
+    module, _, name = estimator.partition(":")
+    fn = getattr(importlib.import_module(module), name)
+    s = DataScenario(heavy_frame(300, seed=4), **cols)
+    cal = validation.calibrate(fn, [s], n_replicates=12, rng=2, checks=["aa", "bias"])
+    assert cal.cells()["data/estimator-errors"].figure == 0, cal.failures
