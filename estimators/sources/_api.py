@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..moments import RatioMoments
-from ._assemble import moments_from_rows
+from ._assemble import rows_to_moments
 from ._spec import MomentSpec, make_spec
 from ._sql import render
 
@@ -202,7 +202,7 @@ def moments_from_sql(
     """
     spec = _spec(unit, arm, numerator, denominator, covariates, presence, nan_policy)
     sql = render(query, spec, _dialect_of(connection, dialect))
-    return moments_from_rows(_run(connection, sql), spec)
+    return rows_to_moments(_run(connection, sql), spec)
 
 
 def _check_columns(present: Sequence[str], spec: MomentSpec) -> None:
@@ -283,9 +283,7 @@ def moments_from_frame(
         sql = render(view, spec, "duckdb")
         cursor = frame.query(view, sql)
         names = [c.lower() for c in cursor.columns]
-        return moments_from_rows(
-            [dict(zip(names, r, strict=True)) for r in cursor.fetchall()], spec
-        )
+        return rows_to_moments([dict(zip(names, r, strict=True)) for r in cursor.fetchall()], spec)
     import duckdb
 
     if isinstance(nw_frame, nw.LazyFrame):

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from ..moments import RatioMoments
-from ._spec import MomentSpec
+from ._spec import MomentSpec, make_spec
 from ._sql import product_terms
 
 
@@ -32,7 +32,7 @@ def _check(rows: list[Mapping[str, Any]], spec: MomentSpec) -> None:
     problems = []
     null_arm = [r for r in rows if r.get("arm") is None]
     if null_arm:
-        problems.append(f"`arm` column {spec.arm!r} for {int(_get(null_arm[0], 'n') or 1)} unit(s)")
+        problems.append(f"`arm` column {spec.arm!r} in {int(_get(null_arm[0], 'n_units'))} unit(s)")
     for key, role, col in (
         ("null_unit", "unit", spec.unit),
         ("null_v", "numerator", spec.numerator),
@@ -49,15 +49,44 @@ def _check(rows: list[Mapping[str, Any]], spec: MomentSpec) -> None:
 
 
 def moments_from_rows(
-    rows: Iterable[Mapping[str, Any]], spec: MomentSpec
+    rows: Iterable[Mapping[str, Any]],
+    *,
+    unit: str,
+    arm: str,
+    numerator: str,
+    denominator: str | None = None,
+    covariates: Sequence[str] = (),
+    presence: bool = False,
+    nan_policy: str = "raise",
 ) -> dict[str, RatioMoments]:
-    """Build the per-arm moments from the rows of the aggregation query.
+    """Build the per-arm moments from the rows of a :func:`moments_sql` query run elsewhere.
 
     Parameters
     ----------
     rows : iterable of mapping
         One mapping per arm with the query's output columns (``arm``, ``n``, the
-        shift constants ``c_*`` and the sums ``s_*``; NULL counts ``null_*``).
+        shift constants ``c_*``, the sums ``s_*`` and the NULL counts ``null_*``),
+        lower-case keys, e.g. ``[dict(r) for r in bigquery_client.query(sql)]``.
+    unit, arm, numerator, denominator, covariates, presence, nan_policy
+        The keywords the query was generated with.
+
+    Returns
+    -------
+    dict of str to RatioMoments
+        Keyed by ``str(arm label)`` in the query's order; arms without a valid unit
+        (all dropped by ``nan_policy="omit"``) are left out.
+    """
+    spec = make_spec(unit, arm, numerator, denominator, covariates, presence, nan_policy)
+    return rows_to_moments(rows, spec)
+
+
+def rows_to_moments(rows: Iterable[Mapping[str, Any]], spec: MomentSpec) -> dict[str, RatioMoments]:
+    """Build the per-arm moments from the rows of the aggregation query.
+
+    Parameters
+    ----------
+    rows : iterable of mapping
+        One mapping per arm with the query's output columns.
     spec : MomentSpec
         The column roles the query was built from.
 

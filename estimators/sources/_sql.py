@@ -123,6 +123,7 @@ def _canonical(spec: MomentSpec) -> str:
         "arm_lo",
         "SUM(CASE WHEN arm_lo <> arm_hi THEN 1 ELSE 0 END) AS n_mixed",
         "SUM(nu) AS null_unit",
+        "COUNT(*) AS n_units",
     ]
     shift_cols += [f"SUM(CASE WHEN {c} > 0 THEN 1 ELSE 0 END) AS null_{c[1]}" for c in null_cols]
     shift_cols += [f"COALESCE(MIN({c}), 0.0) AS c_{c}" for c in series]
@@ -130,7 +131,7 @@ def _canonical(spec: MomentSpec) -> str:
     dev_cols = ["u.arm_lo AS arm_lo"] + [f"u.{c} - s.c_{c} AS {c}" for c in series]
     sums = ["arm_lo", "COUNT(*) AS n"]
     sums += [f"SUM({' * '.join(f)}) AS {alias}" for alias, f in product_terms(spec).items()]
-    passthrough = ["n_mixed", "null_unit"] + [f"null_{c[1]}" for c in null_cols]
+    passthrough = ["n_mixed", "null_unit", "n_units"] + [f"null_{c[1]}" for c in null_cols]
     passthrough += [f"c_{c}" for c in series]
     final = ["s.arm_lo AS arm"] + [f"s.{c} AS {c}" for c in passthrough]
     final += ["d.n AS n"] + [f"d.{alias} AS {alias}" for alias in product_terms(spec)]

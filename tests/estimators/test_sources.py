@@ -267,3 +267,17 @@ def test_constant_denominator_shifts_to_zero_sums():
     ref = ratio_test(b.v, b.m, a.v, a.m)
     got = ratio_test_from_moments(out["b"], out["a"])
     assert got.std_error == pytest.approx(ref.std_error, rel=RTOL)
+
+
+def test_null_arm_and_unit_are_counted():
+    import pandas as pd
+
+    frame = pd.DataFrame(
+        {"u": [1, 2, 3, 4, None], "g": ["a", None, None, "b", "b"], "v": [1.0, 2.0, 3.0, 4.0, 5.0]}
+    )
+    with pytest.raises(
+        ValueError, match=r"`arm` column 'g' in 2 unit\(s\); `unit` column 'u' in 1"
+    ):
+        moments_from_frame(frame, unit="u", arm="g", numerator="v")
+    out = moments_from_frame(frame, unit="u", arm="g", numerator="v", nan_policy="omit")
+    assert sorted(out) == ["a", "b"] and float(out["b"].n) == 1.0

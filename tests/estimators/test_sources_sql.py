@@ -9,7 +9,6 @@ import pytest
 
 from estimators import moments_sql
 from estimators.sources import DIALECTS, moments_from_rows
-from estimators.sources._spec import make_spec
 
 pytest.importorskip("sqlglot", reason="the `sql` extra (sqlglot) is not installed")
 duckdb = pytest.importorskip("duckdb", reason="the `sql` extra (duckdb) is not installed")
@@ -67,14 +66,13 @@ def test_duckdb_text_executes_and_mixed_case_columns():
         "CREATE TABLE ev AS SELECT * FROM (VALUES (1, 'a', 1, 2), (1, 'a', 0, 1), "
         "(2, 'b', 3, 4), (3, 'a', 2, 2), (4, 'b', 1, 1)) t(\"UserId\", \"group\", c, v)"
     )
-    spec = make_spec("UserId", "group", "c", "v")
     sql = moments_sql(
         "ev", dialect="duckdb", unit="UserId", arm="group", numerator="c", denominator="v"
     )
     cur = con.execute(sql)
     names = [d[0] for d in cur.description]
     rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
-    out = moments_from_rows(rows, spec)
+    out = moments_from_rows(rows, unit="UserId", arm="group", numerator="c", denominator="v")
     # arm a: units 1 (V=1, M=3) and 3 (V=2, M=2)
     a = out["a"]._stats()
     np.testing.assert_allclose(a.mean, [1.5, 2.5], rtol=1e-15)
