@@ -160,3 +160,38 @@ def test_contract_subprocess_profile_quick(rows_file, tmp_path, estimator, code)
         timeout=300,
     )
     assert proc.returncode == code, proc.stdout[-2000:] + proc.stderr[-2000:]
+
+
+def test_design_options_reach_the_scenario(rows_file, tmp_path):
+    argv = [
+        "calibrate",
+        "estimators:cuped_test",
+        "--data",
+        str(rows_file),
+        "--unit",
+        "user",
+        "--numerator",
+        "clicks",
+        "--covariate",
+        "pre",
+        "--arm",
+        "arm",
+        "--control",
+        "c",
+        "--n-per-arm",
+        "50",
+        "--lift",
+        "0.1",
+        "--check",
+        "bias",
+        "--replicates",
+        "20",
+        "--no-progress",
+        "--out",
+        str(tmp_path),
+    ]
+    assert main(argv) in (0, 1)
+    scen = json.loads((tmp_path / "results.json").read_text())["calibration"]["scenarios"][0]
+    assert scen["design"] == "bootstrap" and scen["n_control"] == 50
+    assert scen["lift"] == 0.1 and scen["columns"]["covariates"] == ["pre"]
+    assert scen["columns"]["control"] == "c" and scen["data"]["units"] < 2000
