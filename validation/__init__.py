@@ -16,11 +16,13 @@ from validation.core import (
     iter_checks,
     register,
 )
+from validation.data_scenario import DataScenario
 from validation.mc import Z_FAMILY, family_wise_rate, mcse_mean, mcse_proportion
 
 __all__ = [
     "Calibration",
     "CalibrationScenario",
+    "DataScenario",
     "calibrate",
     "Check",
     "CheckResult",

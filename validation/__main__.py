@@ -164,6 +164,9 @@ def _add_calibrate_parser(sub: Any) -> None:
     )
     cal.add_argument("--out", required=True, help="report folder")
     cal.add_argument("--seed", type=_seed, default=None, help="root seed (default: the report's)")
+    from validation.data_scenario import add_data_arguments
+
+    add_data_arguments(cal)  # --data PATH --unit COL ... (validation.data_scenario)
     progress = cal.add_mutually_exclusive_group()
     progress.add_argument("--progress", dest="progress", action="store_true", default=None)
     progress.add_argument("--no-progress", dest="progress", action="store_false")
@@ -447,7 +450,15 @@ def _cmd_calibrate(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     except Exception as exc:  # noqa: BLE001 - reported, usage error
         print(f"error: cannot use {args.estimator!r}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    scenarios = args.scenario or [s.name for s in scenarios_for(kind)]
+    from validation.data_scenario import data_scenario_from_args
+
+    try:  # --data: the user's rows, beside any --scenario
+        own = data_scenario_from_args(args)
+    except (ValueError, TypeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    named = args.scenario or ([] if own else [s.name for s in scenarios_for(kind)])
+    scenarios: list[Any] = ([own] if own else []) + list(named)
     seed = DEFAULT_SEED if args.seed is None else args.seed
     r = args.replicates if args.replicates is not None else PROFILE_REPLICATES[args.profile]
     command = "python -m validation calibrate " + " ".join(
@@ -456,7 +467,8 @@ def _cmd_calibrate(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     if args.seed is None:
         command += f" --seed {seed}"
     print(
-        f"calibrate: {args.estimator} ({kind}), scenarios {', '.join(scenarios)}, "
+        f"calibrate: {args.estimator} ({kind}), scenarios "
+        f"{', '.join(getattr(s, 'name', s) for s in scenarios)}, "
         f"R = {r} per stream, seed {seed}",
         flush=True,
     )
@@ -493,6 +505,13 @@ def _cmd_calibrate(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     except KeyboardInterrupt:
         print(f"\ninterrupted; {out_dir / 'results.json'} was not replaced.", file=sys.stderr)
         return EXIT_INTERRUPTED
+    if own is not None and (args.check is None or "coverage" in args.check):
+        # --data: where the estimator breaks on these data (validation.data_curve)
+        from validation.data_curve import write_curve
+
+        write_curve(
+            estimator, own, out_dir, n_replicates=r, rng=seed, kind=kind, estimator_kwargs=kwargs
+        )
     return _print_summary(cal.run, paths)
 
 

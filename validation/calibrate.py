@@ -325,6 +325,10 @@ def estimator_args(kind: str, data: Any) -> tuple[npt.NDArray[Any], ...]:
     [(3,), (3,), (3,), (3,)]
     """
     _check_kind(kind)
+    from validation.data_scenario import DataReplicate  # own-data replicates (issue 14)
+
+    if isinstance(data, DataReplicate):
+        return data.estimator_args(kind)
     treated = data.arm == 1
     if isinstance(data, sim.ClickData):
         y, pre = data.clicks, data.pre_clicks
@@ -1093,7 +1097,9 @@ def _validate_calibrate(estimator, scenario, n_replicates, kind, alpha, z, check
     if not callable(estimator):
         raise TypeError(f"`estimator` must be callable; got {type(estimator).__name__}.")
     kind = infer_kind(estimator) if kind is None else _check_kind(kind)
-    if isinstance(scenario, (str, CalibrationScenario)):
+    from validation.data_scenario import DataCalibration, DataScenario
+
+    if isinstance(scenario, (str, CalibrationScenario, DataScenario)):
         items: list[Any] = [scenario]
     elif isinstance(scenario, Sequence):
         items = list(scenario)
@@ -1113,7 +1119,9 @@ def _validate_calibrate(estimator, scenario, n_replicates, kind, alpha, z, check
                     f"got {item!r}."
                 )
             item = SCENARIOS[item]
-        if not isinstance(item, CalibrationScenario):
+        if isinstance(item, DataScenario):  # own data: fix the design for this kind
+            item = item.resolve(kind, alpha=alpha)
+        if not isinstance(item, (CalibrationScenario, DataCalibration)):
             raise TypeError(
                 f"`scenario` must be a name or a CalibrationScenario; got {type(item).__name__}."
             )
@@ -1248,6 +1256,10 @@ def calibrate(
     failures: list[ReplicateFailure] = []
     started = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
     t0 = time.perf_counter()
+    from validation.data_scenario import probe_first_calls
+
+    for scen in scenarios:  # own data: an estimator failing its first calls stops the run
+        probe_first_calls(call, kind, scen, _scenario_seed(root, scen.name))
     try:
         if backend is not None:
             stack.enter_context(sim.use_backend(backend))

@@ -75,8 +75,13 @@ def product_terms(spec: MomentSpec) -> dict[str, tuple[str, ...]]:
     return terms
 
 
-def _canonical(spec: MomentSpec) -> str:
-    """Return the aggregation in DuckDB SQL over the placeholder table."""
+def unit_columns(spec: MomentSpec) -> list[str]:
+    """Step (1) of the aggregation: the per-unit select list, in DuckDB SQL.
+
+    Grouped by ``spec.unit``, it gives ``arm_lo`` / ``arm_hi`` (the unit's arm labels),
+    ``nu`` (1 for a NULL unit id), ``v`` and ``nv`` (its numerator sum and NULL count),
+    ``m`` and ``nm`` (denominator) and ``x0 .. x{k-1}`` (covariates, NULL as 0).
+    """
     dbl = "CAST({} AS DOUBLE)"
     unit_cols = [
         f"MIN({_q(spec.arm)}) AS arm_lo",
@@ -95,6 +100,23 @@ def _canonical(spec: MomentSpec) -> str:
     if spec.presence:
         seen = " + ".join(f"COUNT({_q(c)})" for c in spec.covariates)
         unit_cols.append(f"CASE WHEN {seen} > 0 THEN 1.0 ELSE 0.0 END AS x{len(spec.covariates)}")
+    return unit_cols
+
+
+def units_query(source: str, spec: MomentSpec) -> str:
+    """Per-unit rows over the table or view ``source`` in DuckDB SQL, ordered by unit.
+
+    The same step (1) as the aggregation (:func:`unit_columns`), for callers that need
+    the units themselves (re-randomisation in ``validation.data_scenario``).
+    """
+    u = _q(spec.unit)
+    cols = ",\n  ".join(unit_columns(spec))
+    return f"SELECT\n  {cols}\nFROM {source}\nGROUP BY {u}\nORDER BY MIN({u})"
+
+
+def _canonical(spec: MomentSpec) -> str:
+    """Return the aggregation in DuckDB SQL over the placeholder table."""
+    unit_cols = unit_columns(spec)
     null_cols = ["nv"] + (["nm"] if spec.denominator is not None else [])
     series = _series(spec)
     shift_cols = [
