@@ -19,20 +19,13 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
     echo "setup: installing ${TORCH_SPEC:-torch==2.13.0} (CPU)" >&2
     .venv/bin/python -m pip install -q --disable-pip-version-check "${TORCH_SPEC:-torch==2.13.0}"
 fi
-echo "setup: installing the project and its dev, sql and spark extras" >&2
-if ! .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev,sql,spark]" \
+# The tests need every extra but `adapters`: DuckDB/Spark (estimators.sources), a Dask
+# LocalCluster and a loky pool (sim._fanout).
+echo "setup: installing the project and its dev, sql, spark, dask and loky extras" >&2
+if ! .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev,sql,spark,dask,loky]" \
         > .venv/pip-install.log 2>&1; then
     cat .venv/pip-install.log >&2
     echo "setup: pip install failed (log above, also in .venv/pip-install.log)" >&2
-    exit 1
-fi
-# The fan-out tests (tests/sim/test_fanout.py, tests/validation/test_dask.py) start a
-# Dask LocalCluster and a loky pool: install the `dask` and `loky` extras too.
-echo "setup: installing the dask and loky extras" >&2
-if ! .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dask,loky]" \
-        > .venv/pip-install-fanout.log 2>&1; then
-    cat .venv/pip-install-fanout.log >&2
-    echo "setup: pip install of the dask extras failed (log above)" >&2
     exit 1
 fi
 .venv/bin/python -c "import sim, estimators, recsys, validation" \
