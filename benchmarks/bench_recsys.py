@@ -244,6 +244,24 @@ def step_markdown(n_items, measured, n_examples) -> list[str]:
     return lines
 
 
+def threads_comparison(n_runs: int = 3) -> dict[int, list[float]]:
+    """Wall seconds of one ``mixed`` run of 30 batches, 1 thread vs torch's default."""
+    data = synthetic_movielens(1000, 1500, rng=0)
+    examples = make_examples(data).take(np.arange(256 * 30))
+    cfg = TrainConfig(method="mixed", batch_size=256, n_negatives=256)
+    default = torch.get_num_threads()
+    out: dict[int, list[float]] = {1: [], default: []}
+    for _ in range(n_runs):
+        for threads in out:
+            torch.set_num_threads(threads)
+            start = time.perf_counter()
+            train_model(TwoTower(rng=0), examples, data.n_items, cfg, rng=0, progress=False)
+            out[threads].append(time.perf_counter() - start)
+            print(f"threads {threads}: {out[threads][-1]:.1f} s", flush=True)
+    torch.set_num_threads(1)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--naive-examples", type=int, default=512)
@@ -255,7 +273,12 @@ def main() -> None:
     parser.add_argument("--step-only", action="store_true", help="only the step table")
     parser.add_argument("--profile", action="store_true", help="write PROFILE_recsys_step.md")
     parser.add_argument("--before-root", type=Path, default=None, help="older checkout")
+    parser.add_argument("--threads-check", action="store_true", help="1 thread vs default")
     args = parser.parse_args()
+    if args.threads_check:
+        res = threads_comparison()
+        print({t: round(float(np.median(v)), 1) for t, v in res.items()}, os.getloadavg())
+        return
     torch.set_num_threads(1)
     if args.step_only:
         n_items, measured = step_comparison(args.step_examples, args.step_runs)
