@@ -381,7 +381,10 @@ def train_model(
     Each step: user vectors ``u = model.user_vector(history)`` (B, d); a candidate set
     (module table); loss of :func:`recsys.losses.sampled_softmax_loss` with
     ``temperature=config.temperature`` and the builders' default accidental-hit
-    masking (``correct_positive=False``); one Adam step.
+    masking (``correct_positive=False``); one (fused) Adam step. The catalog is hashed
+    once per call; inputs are validated before training and the parameters checked for
+    NaN after each epoch, so a step never synchronises with the host. With
+    ``frequency="streaming"`` a batch's p is read before the batch is recorded.
 
     Called inside a group of ``N`` processes (:func:`recsys.distributed.launch`), every
     process takes the same global batches (the same ``rng``) and trains on its

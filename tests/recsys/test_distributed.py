@@ -422,12 +422,13 @@ def test_two_process_compare_matches_one_process(tmp_path, capsys):
             assert abs(two - one) <= 0.01, f"{method} {metric}: {two} vs {one}"
 
 
-def test_world_size_must_divide_the_batch():
+def test_world_size_must_divide_the_batch(tmp_path, capsys):
     from recsys.__main__ import main
 
     with pytest.raises(SystemExit) as info:
-        main([*TINY_COMPARE, "--world-size", "3", "--out", "unused"])
+        main([*TINY_COMPARE, "--world-size", "3", "--out", str(tmp_path / "out")])
     assert info.value.code == 2
+    assert "`batch_size` must be a multiple of the number of processes 3" in capsys.readouterr().err
 
 
 def test_world_size_must_be_positive():
