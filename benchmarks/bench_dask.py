@@ -13,7 +13,7 @@ Measured in one process, one after the other:
 2. **Model inputs.** The serial cost of one replicate (``simulate_moments`` of the
    reference scenario at 10,578 users, one thread) -> replicates per second per core;
    the cost of one block on the cluster (a block that does nothing, 400 of them);
-   and ``simulate_moments`` of 1,024 replicates on the cluster at block sizes 1, 16
+   and ``simulate_moments`` of 512 replicates on the cluster at block sizes 1, 16
    and 128 against in-process. docs/scaling.md turns these into the model for N
    machines.
 
@@ -92,7 +92,7 @@ def model_inputs(session_backend, n_users=10_578):
     ref = simulate_moments(scen, n_users, r, rng=1, backend=Backend("threads", workers=1))
     rep_s = (time.perf_counter() - t0) / r
     out = {"n_users": n_users, "replicate_s": rep_s, "replicates_per_s_per_core": 1 / rep_s}
-    r_sweep = 1024
+    r_sweep = 512
     t0 = time.perf_counter()
     local = simulate_moments(scen, n_users, r_sweep, rng=2)
     out["sweep_in_process_s"] = time.perf_counter() - t0
