@@ -1,4 +1,4 @@
-"""Baselines for the SPEC §2 reference-scenario benchmark (bench_sim.py).
+"""Baselines for the docs/theory.md §2 reference-scenario benchmark (bench_sim.py).
 
 Both draw what the suite draws (pool user with replacement, sessions uniform in the
 user's window, one Bernoulli click per session, an independent pre-period at the

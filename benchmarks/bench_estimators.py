@@ -1,9 +1,9 @@
 """Estimators at scale (issue 7, item 4): 10^7 users, three ways.
 
-Data: one experiment of the SPEC §2 reference scenario, ``sim.simulate_clicks(
+Data: one experiment of the docs/theory.md §2 reference scenario, ``sim.simulate_clicks(
 ReferenceCtr(), n_users, rng=0)``, control block then treatment block.
 
-* **Delta test** of the CTR difference (clicks / views, SPEC §1):
+* **Delta test** of the CTR difference (clicks / views, docs/theory.md §1):
 
   - from sufficient statistics: ``ratio_test_from_moments`` on the two arms'
     ``RatioMoments`` (what a simulation hands over), and the aggregation
@@ -11,7 +11,7 @@ ReferenceCtr(), n_users, rng=0)``, control block then treatment block.
   - from arrays: ``ratio_test(clicks_t, views_t, clicks_c, views_c)``;
   - statsmodels: ``OLS(click ~ 1 + arm)`` on session rows (one row per view),
     ``cov_type="cluster"`` by user without the small-sample correction — the same
-    s.e. as the delta method with ``ddof=0`` (SPEC §1).
+    s.e. as the delta method with ``ddof=0`` (docs/theory.md §1).
 
 * **CUPED with 3 covariates** on clicks per user, X = (pre-period clicks, pre-period
   views, pre-period user CTR), ``theta="within"`` (whose estimate equals the OLS
@@ -208,7 +208,7 @@ def main(argv=None):
             ols[kind].append(run_ols(kind, n))
 
     lines = [
-        f"Estimators on {args.users:,} users (one experiment of the SPEC §2 reference "
+        f"Estimators on {args.users:,} users (one experiment of the docs/theory.md §2 reference "
         f"scenario, simulated in {t_sim:.1f} s); suite timings are medians of {args.runs} "
         f"runs (moments -> test: of max(runs, 20)); load average {load0:.2f} at start, "
         f"{os.getloadavg()[0]:.2f} at end; memory available at the statsmodels step "

@@ -1,6 +1,6 @@
 """Training throughput: the vectorised two-tower step against a naive per-example one.
 
-The naive implementation repeats the defects of the reference code (SPEC §4): a Python
+The naive implementation repeats the defects of the reference code (docs/theory.md §4): a Python
 loop over the examples of a batch, per-example md5 hashing of every item id into the
 3 tables, per-example negatives (256 uniform draws for each example), per-example
 forward passes; the loss is summed over the batch and one Adam step taken per batch,

@@ -1,6 +1,6 @@
 """Scaling of the A/B replicate engine (issue 7, item 3).
 
-``sim.simulate_moments(ReferenceCtr(), n_users, n_replicates)`` (SPEC §2 reference
+``sim.simulate_moments(ReferenceCtr(), n_users, n_replicates)`` (docs/theory.md §2 reference
 scenario) timed
 
 * against ``n_users`` = 10^3 ... 10^6 at a fixed budget of about ``--budget``
@@ -111,7 +111,7 @@ def main(argv=None):
         head += " speed-up 1 -> 2 threads |"
         sep += " ---: |"
     lines = [
-        f"Scaling of `simulate_moments` (SPEC §2 reference scenario); median of {args.runs} "
+        f"Scaling of `simulate_moments` (reference scenario); median of {args.runs} "
         f"runs (the 10^4-replicate cell: 1 run when it exceeds 4x the budget); thread "
         f"counts interleaved within each run; load average {load0:.2f} at start, "
         f"{os.getloadavg()[0]:.2f} at end (2 cores shared with other jobs). Only the two "

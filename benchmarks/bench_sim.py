@@ -1,4 +1,4 @@
-"""Benchmark of the A/B replicate engine on the SPEC §2 reference scenario.
+"""Benchmark of the A/B replicate engine on the docs/theory.md §2 reference scenario.
 
 1,000 replicates x 10,578 users (5,289 per arm, the published power check), all
 in one run:
@@ -132,7 +132,7 @@ def main(argv=None):
         f"(numba threads available: {max_threads}); numpy {np.__version__}, "
         f"numba {numba.__version__}; load average at start {os.getloadavg()[0]:.2f}.",
         "",
-        f"SPEC §2 reference scenario, {N_REPLICATES:,} replicates x {N_USERS:,} users; "
+        f"docs/theory.md §2 reference scenario, {N_REPLICATES:,} replicates x {N_USERS:,} users; "
         f"median of {args.runs} runs (pandas: {args.pandas_runs} runs of {args.pandas_reps} "
         f"replicates, NumPy: {args.numpy_reps} replicates, both extrapolated to "
         f"{N_REPLICATES:,}).",

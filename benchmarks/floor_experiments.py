@@ -1,4 +1,4 @@
-"""What beats the RNG floor of the SPEC §2 reference scenario (issue 7, "then look for
+"""What beats the RNG floor of the docs/theory.md §2 reference scenario (issue 7, "then look for
 what beats the floor itself").
 
 The suite's kernel (``sim._ab_kernels._reference_kernel``) draws, per user, a pool
@@ -677,7 +677,7 @@ def main(argv=None):
     )
     mean_m = float(exact_user_moments(pool_arrays)[0, 1])
     lines = [
-        f"Floor experiments: SPEC §2 reference scenario, {args.reps:,} replicates x "
+        f"Floor experiments: docs/theory.md §2 reference scenario, {args.reps:,} replicates x "
         f"{N_USERS:,} users, median of {args.runs} interleaved runs, 1 thread; "
         f"load average {load0:.2f} at start, {os.getloadavg()[0]:.2f} at end (shared "
         f"2-core machine). E[M] = {mean_m:.3f} sessions per period, so the suite draws "

@@ -1,4 +1,4 @@
-"""CUPED: variance reduction with pre-experiment covariates (SPEC §3).
+"""CUPED: variance reduction with pre-experiment covariates (docs/theory.md §3).
 
 The adjusted metric of a unit is ``Y_cv = Y - theta' (X - Xbar)`` with ``Xbar`` the
 pooled covariate mean; the effect is the difference of the arms' means of
@@ -17,7 +17,7 @@ within-arm variance of ``Y_cv`` (theta treated as known). Three choices of theta
     ``Y ~ 1 + arm + Xc + arm:Xc`` exactly.
 
 Ratio metrics (``den`` given) and ratio covariates (``covariate_ratios``) are
-replaced by their linearisations before theta is computed (SPEC §3; Deng et al.
+replaced by their linearisations before theta is computed (docs/theory.md §3; Deng et al.
 2013, appendix B): the metric by ``L_i = R_a + (V_i - R_a M_i)/Mbar_a`` in its
 arm ``a`` (mean ``R_a``), a covariate ratio ``X_i/X_j`` by
 ``X_i/xbar_j - (xbar_i/xbar_j^2) X_j`` with pooled means.
@@ -194,7 +194,7 @@ def _cuped_core(
         kk = B.shape[-2]
 
         def transform(m_a: np.ndarray, ss_a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            # u = (L, W): L = R_a + (V - R_a M)/Mbar_a (SPEC §1 linearisation), W = B X
+            # u = (L, W): L = R_a + (V - R_a M)/Mbar_a (docs/theory.md §1 linearisation), W = B X
             A = np.zeros(shape + (1 + kk, p))
             r_a = m_a[..., 0] / m_a[..., 1]
             A[..., 0, 0], A[..., 0, 1] = _ArmStats(n, m_a, ss_a, m_a).linear_coefficients()
@@ -301,7 +301,7 @@ def cuped_theta(y: npt.ArrayLike, X: npt.ArrayLike) -> float | npt.NDArray[np.fl
     -------
     float or ndarray of shape (k,)
         ``theta = Sigma^+ Z`` with ``Sigma = cov(X)`` and ``Z_j = cov(y, X_j)``
-        (SPEC §3); a float when ``X`` is 1-dimensional.
+        (docs/theory.md §3); a float when ``X`` is 1-dimensional.
 
     Warns
     -----
@@ -361,7 +361,7 @@ def cuped_test(
     distribution: str = "z",
     nan_policy: str = "raise",
 ) -> TestResult:
-    """Treatment effect on a mean or ratio metric, adjusted by CUPED (SPEC §3).
+    """Treatment effect on a mean or ratio metric, adjusted by CUPED (docs/theory.md §3).
 
     Parameters
     ----------

@@ -1,4 +1,4 @@
-"""Per-arm sufficient statistics (SQL-style aggregates) for every test (SPEC §1, §3).
+"""Per-arm sufficient statistics (SQL-style aggregates) for every test (docs/theory.md §1, §3).
 
 A ratio metric V/M with covariates X is summarised per arm by the count, the sums
 and the sums of cross-products of the unit vector ``z = (V, M, X_1, ..., X_k)``.
@@ -93,7 +93,7 @@ class _ArmStats:
     def linear_coefficients(self) -> tuple[np.ndarray, np.ndarray]:
         """Coefficients of the linearisation ``L = a V + b M`` of ``Vbar/Mbar``.
 
-        ``a = 1/Mbar`` and ``b = -Vbar/Mbar^2`` (SPEC §1 with the sample means for
+        ``a = 1/Mbar`` and ``b = -Vbar/Mbar^2`` (docs/theory.md §1 with the sample means for
         mu_V, mu_M): ``L_i - Lbar`` is the first-order change of the ratio per unit.
         """
         mv, mm = self.mean[..., 0], self.mean[..., 1]
@@ -101,7 +101,7 @@ class _ArmStats:
             return 1.0 / mm, -mv / (mm * mm)
 
     def delta(self, ddof: float, zero_rtol: float = 1e-13) -> dict[str, np.ndarray]:
-        """Ratio of means and its delta-method moments (Deng et al. 2018, SPEC §1).
+        """Ratio of means and its delta-method moments (Deng et al. 2018, docs/theory.md §1).
 
         ``var_r = var(L) / n`` with ``var(L) = (s_V^2 - 2 R s_VM + R^2 s_M^2) /
         Mbar^2``; a ``var(L)`` below ``zero_rtol`` times its rounding scale counts as
@@ -759,7 +759,7 @@ class RatioMoments:
         return self._stats().delta(0.0)["r"]
 
     def ratio_variance(self, ddof: float = 1) -> np.ndarray:
-        """Delta-method variance of ``Vbar / Mbar`` (Deng et al. 2018; SPEC §1).
+        """Delta-method variance of ``Vbar / Mbar`` (Deng et al. 2018; docs/theory.md §1).
 
         Parameters
         ----------
@@ -782,7 +782,7 @@ class RatioMoments:
     def linearization(self) -> tuple[np.ndarray, np.ndarray]:
         """Coefficients ``(a, b)`` of the linearisation ``L = a V + b M`` of the ratio.
 
-        ``a = 1/Mbar``, ``b = -Vbar/Mbar^2`` (SPEC §1 with sample means): the
+        ``a = 1/Mbar``, ``b = -Vbar/Mbar^2`` (docs/theory.md §1 with sample means): the
         covariance of the ratio with anything is that of L ([2]_, App. B).
 
         Examples

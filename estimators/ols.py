@@ -1,4 +1,4 @@
-"""Regression cross-checks of the estimators with statsmodels OLS (SPEC §1, §3)."""
+"""Regression cross-checks of the estimators with statsmodels OLS (docs/theory.md §1, §3)."""
 
 from __future__ import annotations
 
@@ -83,7 +83,7 @@ def ols_test(
     By Frisch-Waugh-Lovell the arm coefficient of ``y ~ 1 + arm + X`` equals
     CUPED with ``theta="within"``, and the interacted one CUPED with
     ``theta="per_arm"`` [1]_. On session rows, ``y = click`` clustered by user gives
-    the delta-method s.e. of the CTR difference (SPEC §1) [2]_.
+    the delta-method s.e. of the CTR difference (docs/theory.md §1) [2]_.
 
     References
     ----------

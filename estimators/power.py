@@ -1,4 +1,4 @@
-"""Power, sample size and minimum detectable effect of a two-sample test (SPEC §2).
+"""Power, sample size and minimum detectable effect of a two-sample test (docs/theory.md §2).
 
 Conventions (see ``docs/estimators.md``):
 
@@ -234,7 +234,7 @@ def power(
     baseline: npt.ArrayLike | None = None,
     r2: float = 0.0,
 ) -> float | npt.NDArray[np.float64]:
-    """Power of the two-sample test to detect an effect ``mde`` (SPEC §2).
+    """Power of the two-sample test to detect an effect ``mde`` (docs/theory.md §2).
 
     Parameters
     ----------
@@ -269,7 +269,7 @@ def power(
     Notes
     -----
     Two-sided normal: ``Phi(delta/SE - z_{1-alpha/2}) + Phi(-delta/SE - z_{1-alpha/2})``
-    with ``SE = sigma sqrt(1/n_T + 1/n_C)`` (SPEC §2) [1]_. The t variant replaces
+    with ``SE = sigma sqrt(1/n_T + 1/n_C)`` (docs/theory.md §2) [1]_. The t variant replaces
     the normal by the noncentral t with noncentrality ``delta/SE`` (statsmodels
     ``TTestIndPower``).
 
@@ -309,7 +309,7 @@ def sample_size(
     baseline: float | None = None,
     r2: float = 0.0,
 ) -> SampleSizeResult:
-    """Control-arm size needed to detect ``mde`` with the given power (SPEC §2).
+    """Control-arm size needed to detect ``mde`` with the given power (docs/theory.md §2).
 
     Parameters
     ----------
@@ -512,7 +512,7 @@ def sigma_from_pilot(
     ddof: float = 1,
     nan_policy: str = "raise",
 ) -> PilotSigma:
-    """Per-unit standard deviation for power, from a pilot sample (SPEC §2, §3).
+    """Per-unit standard deviation for power, from a pilot sample (docs/theory.md §2, §3).
 
     Parameters
     ----------

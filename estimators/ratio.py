@@ -1,4 +1,4 @@
-"""Ratio metrics with the delta method, and two-sample tests of means (SPEC §1).
+"""Ratio metrics with the delta method, and two-sample tests of means (docs/theory.md §1).
 
 Conventions (see ``docs/estimators.md``):
 
@@ -167,7 +167,7 @@ def _compare(
                     f"ci_method='log' needs a treatment {kind} > 0; the treatment {kind} is <= 0",
                 )
             lift = rt / rc
-            # delta-method variance of R_T/R_C (SPEC §1): var_T/R_C^2 + R_T^2 var_C/R_C^4
+            # delta-method variance of R_T/R_C (docs/theory.md §1): var_T/R_C^2 + R_T^2 var_C/R_C^4
             ct, cc = vt / rc**2, rt**2 * vc / rc**4
             se = np.sqrt(ct + cc)
             if ci_method.startswith("edgeworth"):
@@ -430,7 +430,7 @@ def linearize_ratio(num: npt.ArrayLike, den: npt.ArrayLike) -> npt.NDArray[np.fl
 
     Notes
     -----
-    SPEC §1 with the sample means plugged in for mu_V and mu_M. Then
+    docs/theory.md §1 with the sample means plugged in for mu_V and mu_M. Then
     ``var(Vbar/Mbar) ~ var(L) / n`` (the delta method [1]_), and any
     covariance with the ratio is the ordinary covariance with L ([2]_, App. B).
 
@@ -471,7 +471,7 @@ def ratio_variance(num: npt.ArrayLike, den: npt.ArrayLike, *, ddof: float = 1) -
     Returns
     -------
     float
-        ``var(L) / n = (s_V^2 - 2 R s_VM + R^2 s_M^2) / (n Mbar^2)`` (SPEC §1, [1]_).
+        ``var(L) / n = (s_V^2 - 2 R s_VM + R^2 s_M^2) / (n Mbar^2)`` (docs/theory.md §1, [1]_).
 
     References
     ----------
@@ -503,7 +503,7 @@ def ratio_sigma(num: npt.ArrayLike, den: npt.ArrayLike, *, ddof: float = 1) -> f
     Returns
     -------
     float
-        ``sd(L)`` so that ``var(Vbar/Mbar) ~ sigma^2 / n`` (SPEC §2); pass it as
+        ``sd(L)`` so that ``var(Vbar/Mbar) ~ sigma^2 / n`` (docs/theory.md §2); pass it as
         ``sigma`` to :func:`~estimators.sample_size`.
 
     Examples
@@ -714,7 +714,7 @@ _RETURNS = """
     Notes
     -----
     Each arm's ratio R = Vbar/Mbar has delta-method variance ``var(L)/n`` with
-    ``L_i = V_i/Mbar - (Vbar/Mbar^2) M_i`` (SPEC §1, [1]_); the absolute
+    ``L_i = V_i/Mbar - (Vbar/Mbar^2) M_i`` (docs/theory.md §1, [1]_); the absolute
     difference has variance ``var_T + var_C``, the lift ``var_T/R_C^2 +
     R_T^2 var_C/R_C^4`` (std_error is always this, on the scale of the estimate).
     ``"log"`` uses ``var_T/R_T^2 + var_C/R_C^2`` for ``log(R_T/R_C)``; ``"fieller"``

@@ -1,4 +1,4 @@
-"""Retrieval training in PyTorch (SPEC §4).
+"""Retrieval training in PyTorch (docs/theory.md §4).
 
 Sampled softmax, logQ-corrected in-batch and mixed negatives, frequency estimation, a
 two-tower candidate generator and Recall@K.
@@ -52,7 +52,17 @@ _LAZY: dict[str, str] = {
     "temperature_sweep": "recsys.compare",
     "train_model": "recsys.train",
 }
-_SUBMODULES = ("compare", "data", "frequency", "losses", "metrics", "model", "negatives", "train")
+_SUBMODULES = (
+    "compare",
+    "data",
+    "distributed",
+    "frequency",
+    "losses",
+    "metrics",
+    "model",
+    "negatives",
+    "train",
+)
 
 __all__ = sorted(_LAZY)
 

@@ -1,4 +1,4 @@
-"""Multi-seed comparison of softmax training methods, with uncertainty (SPEC §4).
+"""Multi-seed comparison of softmax training methods, with uncertainty (docs/theory.md §4).
 
 For seed ``s`` the users are split by fold ``s`` of one K-fold partition (so the test
 users of different seeds are disjoint and no user is both trained and tested on in
@@ -187,7 +187,7 @@ def clustered_mean_difference(
     -----
     The mean is a ratio of per-user sums, ``Dbar = sum_u D_u / sum_u n_u``; its
     delta-method variance is ``G/(G-1) sum_u (D_u - Dbar n_u)^2 / (sum_u n_u)^2`` over
-    ``G`` users (Deng, Knoblich, Lu 2018; SPEC §1), which allows for the correlation of
+    ``G`` users (Deng, Knoblich, Lu 2018; docs/theory.md §1), which allows for the correlation of
     one user's queries.
 
     Examples

@@ -1,4 +1,4 @@
-"""MovieLens data for next-watch candidate generation (SPEC §4).
+"""MovieLens data for next-watch candidate generation (docs/theory.md §4).
 
 A loader for the MovieLens rating files (``ratings.csv`` of ml-latest-small / ml-25m,
 ``ratings.dat`` of ml-1m / ml-10m), a generator of synthetic files in the same
@@ -382,10 +382,10 @@ def interactions_from_ratings(
     ratings : pandas.DataFrame
         Columns ``userId, movieId, rating, timestamp``.
     threshold : float, default 3.0
-        Ratings ``>= threshold`` are positives (SPEC §4).
+        Ratings ``>= threshold`` are positives (docs/theory.md §4).
     min_positives : int, default 33
         Users with fewer positives are dropped. The default keeps users with more than
-        32 positives, as the reference implementation did (SPEC §4); on ml-latest-small
+        32 positives, as the reference implementation did (docs/theory.md §4); on ml-latest-small
         that leaves about 450 users.
     fingerprint : str, optional
         Stored in the result; defaults to :func:`ratings_fingerprint` of ``ratings``.
@@ -765,7 +765,7 @@ def make_examples(
     ----------
     data : Interactions
     max_history : int, default 30
-        Maximum history length (SPEC §4).
+        Maximum history length (docs/theory.md §4).
     positions : {"all", "last", "random"}, default "all"
         Which targets: every position ``t >= min_history`` of every user; each user's
         last position; or one position per user drawn uniformly from ``[min_history,

@@ -1,4 +1,4 @@
-"""Data-parallel retrieval training over the *global* batch (torch.distributed, SPEC §4).
+"""Data-parallel retrieval training over the *global* batch (torch.distributed, docs/theory.md §4).
 
 With ``N`` processes (ranks) each holding ``b = B / N`` rows of one global batch of
 ``B`` (query, positive) pairs, in-batch and mixed negatives must still be the whole
@@ -365,7 +365,7 @@ def global_in_batch_candidates(
     Notes
     -----
     :func:`recsys.negatives.in_batch_candidates` of the gathered batch (Yi et al. 2019,
-    eq. 3; SPEC §4), then :func:`local_rows`. With one process it equals the
+    eq. 3; docs/theory.md §4), then :func:`local_rows`. With one process it equals the
     single-process builder.
 
     Examples
@@ -439,7 +439,7 @@ def global_mixed_candidates(
     Notes
     -----
     :func:`recsys.negatives.mixed_candidates` of the gathered batch (Yang et al. 2020,
-    section 3; SPEC §4), then :func:`local_rows`.
+    section 3; docs/theory.md §4), then :func:`local_rows`.
 
     Examples
     --------

@@ -1,6 +1,6 @@
 """Item frequencies for the logQ correction: exact counts and the streaming estimator.
 
-Two units appear (SPEC §4):
+Two units appear (docs/theory.md §4):
 
 * the *item share* ``p(y)``: the probability that one training example's positive is
   ``y`` (:meth:`ExactFrequency.estimate`);

@@ -1,4 +1,4 @@
-"""Softmax losses over a per-batch candidate set, with the logQ correction (SPEC §4).
+"""Softmax losses over a per-batch candidate set, with the logQ correction (docs/theory.md §4).
 
 API overview
 ------------
@@ -198,7 +198,7 @@ def softmax_loss_from_logits(
     Notes
     -----
     ``loss_i = -z_{i,y_i} + log sum_{j unmasked} exp z_{ij}``,
-    ``z_ij = logits_ij - log Q_ij`` (SPEC §4; Jean et al. 2015, eq. 11). The gradient
+    ``z_ij = logits_ij - log Q_ij`` (docs/theory.md §4; Jean et al. 2015, eq. 11). The gradient
     with respect to the logits is ``softmax(z_i) - e_{y_i}`` on the unmasked entries.
 
     Examples
@@ -324,7 +324,7 @@ def sampled_softmax_loss(
     Notes
     -----
     ``z_ij = <q_i, c_j> / tau - log Q_ij`` and
-    ``loss_i = -z_{i,y_i} + log sum_{j unmasked} exp z_ij`` (SPEC §4), with
+    ``loss_i = -z_{i,y_i} + log sum_{j unmasked} exp z_ij`` (docs/theory.md §4), with
     ``log Q_{i,y_i} = 0`` unless ``correct_positive``. With all catalog items as
     candidates and no ``log_q`` it is the full softmax; with a constant Q and
     ``correct_positive=True`` the correction cancels. The logQ correction follows

@@ -1,4 +1,4 @@
-"""Full-catalog retrieval metrics: Recall@K and NDCG@K (SPEC §4).
+"""Full-catalog retrieval metrics: Recall@K and NDCG@K (docs/theory.md §4).
 
 Each query has one relevant item (the next watch). A query's Recall@K is 1 when the
 relevant item is among the K highest-scoring items of the whole catalog and 0

@@ -1,4 +1,4 @@
-"""YouTube-DNN candidate generation as a two-tower model (SPEC §4).
+"""YouTube-DNN candidate generation as a two-tower model (docs/theory.md §4).
 
 Item ids are hashed into ``n_tables`` embedding tables with different salts and the
 looked-up rows summed (the "hashing trick" with several hash functions, which keeps

@@ -1,4 +1,4 @@
-"""Candidate-set builders for softmax retrieval losses, and the proposal Q of each (SPEC §4).
+"""Candidate-set builders for softmax retrieval losses, and the proposal Q of each (theory §4).
 
 Every builder returns a :class:`CandidateSet` -- the ``candidates``, ``labels``,
 ``log_q`` and ``mask`` that :func:`recsys.losses.sampled_softmax_loss` needs -- for one
@@ -204,7 +204,7 @@ def inclusion_probability(
         Whether the random draw excludes the batch's items (then gamma = 1/(N - B)).
     n_excluded : float, optional
         Number of distinct items the random draw excludes (default ``batch_size``, the
-        SPEC formula). When positives repeat, pass :func:`expected_distinct` (the
+        formula of docs/theory.md §4). When positives repeat, pass :func:`expected_distinct` (the
         expected number of distinct positives) or the batch's actual distinct count.
 
     Returns
@@ -215,10 +215,10 @@ def inclusion_probability(
 
     Notes
     -----
-    Mixed negative sampling [1]_ (SPEC §4); with ``n_random = 0`` it is the in-batch
+    Mixed negative sampling [1]_ (docs/theory.md §4); with ``n_random = 0`` it is the in-batch
     inclusion probability of Yi et al. [2]_. Exact for the union of ``B`` i.i.d.
     positives and ``B'`` uniform draws with replacement. With ``exclude_batch`` the
-    SPEC's gamma = 1/(N - B) assumes the batch holds ``B`` distinct items; when popular
+    the textbook gamma = 1/(N - B) assumes the batch holds ``B`` distinct items; when popular
     items repeat fewer are excluded, and the Monte Carlo check
     ``retrieval-mixed-inclusion`` shows the resulting bias (Zipf(1), N = 500, B = 64:
     the Horvitz-Thompson count is 486 instead of 500); with
@@ -744,7 +744,7 @@ def mixed_candidates(
 
     Notes
     -----
-    Yang et al. 2020, section 3 (SPEC §4). Q is per *row*: its negatives are the other
+    Yang et al. 2020, section 3 (docs/theory.md §4). Q is per *row*: its negatives are the other
     ``B - 1`` positives and the ``B'`` random items (module notes). With ``B' = 0`` it is
     exactly :func:`in_batch_candidates`. Duplicates are removed per row, so a row's
     loss does not depend on its position in the batch.
@@ -871,7 +871,7 @@ def in_batch_candidates(
 
     Notes
     -----
-    Yi et al. 2019, eq. 3 (SPEC §4); :func:`mixed_candidates` with ``B' = 0``.
+    Yi et al. 2019, eq. 3 (docs/theory.md §4); :func:`mixed_candidates` with ``B' = 0``.
 
     Examples
     --------

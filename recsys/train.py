@@ -1,4 +1,4 @@
-"""One training loop for every way of choosing softmax candidates (SPEC §4).
+"""One training loop for every way of choosing softmax candidates (docs/theory.md §4).
 
 The same examples, batches, steps, initial weights and optimiser are used for each
 method; only the candidate set of a batch (built by :mod:`recsys.negatives`) and its
@@ -114,7 +114,7 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 @dataclass(frozen=True, slots=True)
 class TrainConfig:
-    """Training settings shared by every method (SPEC §4 reference values).
+    """Training settings shared by every method (docs/theory.md §4 reference values).
 
     Attributes
     ----------

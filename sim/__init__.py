@@ -1,6 +1,6 @@
 """Seeded, numba-accelerated simulators whose ground truth is known.
 
-A/B click data (SPEC §1-3) and synthetic softmax / retrieval problems (SPEC §4).
+A/B click data (docs/theory.md §1-3) and synthetic softmax / retrieval problems (docs/theory.md §4).
 """
 
 from sim._fanout import (

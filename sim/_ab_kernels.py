@@ -103,7 +103,7 @@ def _reference_kernel(
     gen, n_control, n_treatment, ctr_control, ctr_treatment, sessions_low, sessions_width,
     store, views, clicks, pre_views, pre_clicks, moments,
 ):  # fmt: skip
-    """SPEC §2 reference scenario: users drawn with replacement from a fixed pool.
+    """docs/theory.md §2 reference scenario: users drawn with replacement from a fixed pool.
 
     Per user: pool index (1 uniform), sessions (1 uniform), one Bernoulli per session
     at the arm's CTR, pre-period sessions (1 uniform) and one Bernoulli per pre-period
@@ -219,7 +219,7 @@ def _queries_kernel(
     gen, n_control, n_treatment, rate_mean, rate_sd, n_days, visit_prob, day_effects,
     effect_per_visit, queries, pre_queries, first_visit_dow, visit_days,
 ):  # fmt: skip
-    """SPEC §3 CUPED query scenario, one experiment.
+    """docs/theory.md §3 CUPED query scenario, one experiment.
 
     Per user: latent rate ~ Normal(rate_mean, rate_sd); pre-period queries
     max(0, trunc(rate + N(0, 1))); then for each day d (day of week d % 7) a visit

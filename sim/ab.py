@@ -1,4 +1,4 @@
-"""Seeded A/B click and query simulators (SPEC §1-3) behind numba kernels.
+"""Seeded A/B click and query simulators (docs/theory.md §1-3) behind numba kernels.
 
 Conventions shared by every function here:
 
@@ -244,7 +244,7 @@ class Moments:
 
 @dataclass(frozen=True, slots=True)
 class QueryData:
-    """Per-user data of one simulated experiment of the SPEC §3 query scenario.
+    """Per-user data of one simulated experiment of the docs/theory.md §3 query scenario.
 
     Attributes
     ----------
@@ -258,7 +258,7 @@ class QueryData:
         Day of week (0-6) of the user's first visit, or -1 for users who never
         visited (their Y is 0). For "first-visit day" dummies treat -1 as an eighth
         level: a full set of 8 dummies (or of 7 when nobody has -1) is collinear with
-        the intercept, which a least-squares CUPED handles (SPEC §3); or drop one level.
+        the intercept, which a least-squares CUPED handles (docs/theory.md §3); or drop one level.
     visit_days : ndarray of int64, shape (n,)
         Number of days with a visit.
     day_effects : ndarray of float64, shape (7,)
@@ -432,7 +432,7 @@ def simulate_clicks(
 
     Notes
     -----
-    V = clicks and M = views per user (SPEC §1); the estimand of the ratio metric
+    V = clicks and M = views per user (docs/theory.md §1); the estimand of the ratio metric
     sum V / sum M is ``truth.ctr_*`` = mu_V / mu_M per arm [1]_.
 
     Examples
@@ -598,7 +598,7 @@ def simulate_sessions(
     user's click count, the Bernoulli sessions are exchangeable, so which of the
     user's views are the clicked ones is a uniformly random arrangement, drawn from
     the same generator after the per-user draws. The delta-method s.e. equals the
-    user-clustered OLS s.e. of ``click ~ arm`` on these rows (SPEC §1).
+    user-clustered OLS s.e. of ``click ~ arm`` on these rows (docs/theory.md §1).
 
     Examples
     --------
@@ -627,7 +627,7 @@ def simulate_sessions(
 def simulate_queries(
     scenario: QueryScenario, n_users: int | tuple[int, int], *, rng: RngLike = None
 ) -> QueryData:
-    """Simulate one experiment of the SPEC §3 CUPED query scenario.
+    """Simulate one experiment of the docs/theory.md §3 CUPED query scenario.
 
     Parameters
     ----------
@@ -651,7 +651,7 @@ def simulate_queries(
     ``Uniform(low, high)`` values from the experiment's generator, then the users.
     CUPED [2]_ on Y with the pre-period queries and first-visit-day dummies as
     covariates reduces the s.e.; the published single draw of 1,000 users gave a
-    CUPED / plain s.e. ratio of about 0.84 (SPEC §3). Over 200 draws of 1,000 users
+    CUPED / plain s.e. ratio of about 0.84 (docs/theory.md §3). Over 200 draws of 1,000 users
     (pooled least-squares theta) this simulator gives 0.77 (s.d. 0.02) with the
     never-visited users as their own level (-1), 0.86 (s.d. 0.03) when only users
     who visited are analysed, and 0.89 (s.d. 0.02) when never-visited users are

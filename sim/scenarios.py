@@ -8,7 +8,7 @@ has ``truth()`` (computed analytically from the parameters, not by simulation),
 References
 ----------
 .. [1] S. Rome, "Calculating Statistical Power When Your Analysis Requires the Delta
-   Method", blog post, 2019 (the SPEC §2 reference scenario).
+   Method", blog post, 2019 (the docs/theory.md §2 reference scenario).
 .. [2] A. Deng, U. Knoblich, J. Lu, "Applying the Delta Method in Metric Analytics:
    A Practical Guide with Novel Ideas", KDD 2018 (Table 2 scenario).
 .. [3] A. Deng, Y. Xu, R. Kohavi, T. Walker, "Improving the Sensitivity of Online
@@ -94,7 +94,7 @@ class CtrTruth:
     Attributes
     ----------
     ctr_control, ctr_treatment : float
-        E[clicks] / E[views] per user in each arm (SPEC §1: mu_V / mu_M), computed
+        E[clicks] / E[views] per user in each arm (docs/theory.md §1: mu_V / mu_M), computed
         exactly from the scenario's parameters.
     difference : float
         ``ctr_treatment - ctr_control``.
@@ -141,7 +141,7 @@ def _clipped_normal_mean(mu: float, sd: float) -> float:
     return _normal_positive_part(mu, sd, 0.0) - _normal_positive_part(mu, sd, 1.0)
 
 
-# --------------------------------------------------------------------------- SPEC §2
+# --------------------------------------------------------------------------- docs/theory.md §2
 @functools.lru_cache(maxsize=16)
 def _reference_pool(
     pool_size: int, pool_seed: int, ctr_mean: float, ctr_sd: float, rate_mean: float, rate_sd: float
@@ -158,7 +158,7 @@ def _reference_pool(
 
 @dataclass(frozen=True, slots=True)
 class ReferenceCtr:
-    """SPEC §2 reference CTR scenario (the source result of the power check [1]_).
+    """docs/theory.md §2 reference CTR scenario (the source result of the power check [1]_).
 
     A pool of ``pool_size`` users is drawn once from ``pool_seed``: latent CTR
     c_j ~ Normal(ctr_mean, ctr_sd) and session rate ~ Normal(rate_mean, rate_sd),
@@ -258,7 +258,7 @@ class ReferenceCtr:
     def describe(self) -> str:
         """Return a one-line description for reports."""
         return (
-            f"SPEC §2 reference CTR: pool of {self.pool_size:,} users (seed {self.pool_seed}), "
+            f"reference CTR: pool of {self.pool_size:,} users (seed {self.pool_seed}), "
             f"CTR ~ N({self.ctr_mean:g} + {self.effect:g}·T, {self.ctr_sd:g}) clipped, "
             f"sessions ~ U[max(r-2,1), r+2) with r = int(max(1, N({self.rate_mean:g}, "
             f"{self.rate_sd:g}))), Bernoulli clicks per session"
@@ -502,7 +502,7 @@ class BetaBinomialCtr:
         )
 
 
-# --------------------------------------------------------------------------- SPEC §3
+# --------------------------------------------------------------------------- docs/theory.md §3
 def _floor_positive_mean(mu: float, sd: float) -> float:
     """E[max(0, trunc(X))] = sum_{k>=1} P(X >= k) for X ~ Normal(mu, sd)."""
     k = np.arange(1, max(2, math.ceil(mu + 40.0 * sd) + 2), dtype=np.float64)
@@ -528,7 +528,7 @@ def _floor_positive_mean_uniform_shift(mu: float, sd: float, low: float, high: f
 
 @dataclass(frozen=True, slots=True)
 class QueryScenario:
-    """SPEC §3 CUPED query scenario (Deng et al. 2013 [3]_; the source post's setup).
+    """docs/theory.md §3 CUPED query scenario (Deng et al. 2013 [3]_; the source post's setup).
 
     Each user has a latent query rate ~ Normal(rate_mean, rate_sd). Pre-period
     queries = max(0, trunc(rate + N(0, 1))). The experiment lasts ``n_days`` days,
@@ -640,7 +640,7 @@ class QueryScenario:
             else f"fixed day effects {list(self.day_effects)}"
         )
         return (
-            f"SPEC §3 queries: rate ~ N({self.rate_mean:g}, {self.rate_sd:g}), {self.n_days} days, "
+            f"CUPED queries: rate ~ N({self.rate_mean:g}, {self.rate_sd:g}), {self.n_days} days, "
             f"visit prob {self.visit_prob:.4g}/day, +{self.effect_per_visit:g} per visit-day "
             f"in treatment, {days}"
         )

@@ -1,4 +1,4 @@
-"""Synthetic softmax problems with known truth, and negative samplers with exact Q (SPEC §4).
+"""Synthetic softmax problems with known truth, and negative samplers with exact Q (theory §4).
 
 A :class:`SoftmaxProblem` is a catalog of ``N`` items and ``K`` contexts with true logits
 ``s*(x, y) = <u_x, v_y> + b_y`` (low rank plus a Zipf-like item bias), the true
@@ -203,7 +203,7 @@ def make_softmax_problem(
 
     Notes
     -----
-    ``s*(x, y) = <u_x, v_y> + b_y``; ``pi(. | x) = softmax(s*(x, .))`` (SPEC §4).
+    ``s*(x, y) = <u_x, v_y> + b_y``; ``pi(. | x) = softmax(s*(x, .))`` (docs/theory.md §4).
 
     Examples
     --------
@@ -440,7 +440,7 @@ class MixedSampler:
 
     Notes
     -----
-    Yang et al. 2020 (SPEC §4): ``Q* = 1 - (1 - eta)^B (1 - gamma)^B'`` with
+    Yang et al. 2020 (docs/theory.md §4): ``Q* = 1 - (1 - eta)^B (1 - gamma)^B'`` with
     ``gamma = 1/N``, or ``1/(N - B)`` when the draw excludes the batch; the latter
     assumes B distinct positives, so it is an approximation when positives repeat.
 

@@ -91,7 +91,7 @@ def test_covariance_via_linearisation_equals_delta_covariance():
     lin, lin2 = linearize_ratio(v, m), linearize_ratio(v2, m2)
     c = np.cov(np.vstack([v, m, x, v2, m2]))
     mu_v, mu_m, mu_v2, mu_m2 = v.mean(), m.mean(), v2.mean(), m2.mean()
-    # SPEC §3: cov(Vbar/Mbar, Xbar) = cov(Vbar, Xbar)/mu_M - mu_V cov(Mbar, Xbar)/mu_M^2
+    # docs/theory.md §3: cov(Vbar/Mbar, Xbar) = cov(Vbar, Xbar)/mu_M - mu_V cov(Mbar, Xbar)/mu_M^2
     delta_x = c[0, 2] / mu_m - mu_v * c[1, 2] / mu_m**2
     _close(np.cov(lin, x)[0, 1], delta_x)
     # two ratios: gradient (1/mu_M, -mu_V/mu_M^2) on each side

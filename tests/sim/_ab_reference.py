@@ -86,7 +86,7 @@ def reference_beta(scenario: BetaBinomialCtr, n_per_arm: int, seed: int, variant
 
 
 def reference_queries(scenario: QueryScenario, n_per_arm: int, seed: int, variant: str = "ok"):
-    """SPEC §3 queries with fixed day effects; ``variant="fresh_pre_rate"`` is wrong."""
+    """docs/theory.md §3 queries with fixed day effects; ``variant="fresh_pre_rate"`` is wrong."""
     assert scenario.day_effects is not None
     gen = np.random.default_rng(seed)
     arm = np.repeat([0, 1], n_per_arm)

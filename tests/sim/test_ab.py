@@ -64,7 +64,7 @@ def _mean_z(a, b):
 
 
 def _ratio_z(v_a, m_a, v_b, m_b):
-    """z of the CTR difference between two samples, delta-method s.e. (SPEC §1)."""
+    """z of the CTR difference between two samples, delta-method s.e. (docs/theory.md §1)."""
 
     def ctr_and_var(v, m):
         r = v.sum() / m.sum()
@@ -270,7 +270,7 @@ def test_reference_truth_from_pool():
     s = ReferenceCtr()
     ctr_c, ctr_t, low, width = s.pool_arrays()
     assert ctr_c.size == 50_000
-    # sessions window [max(r-2, 1), r+2) as in SPEC §2 (r = 1 gives {1, 2})
+    # sessions window [max(r-2, 1), r+2) as in docs/theory.md §2 (r = 1 gives {1, 2})
     assert (low >= 1).all() and (width >= 2).all() and (width <= 4).all()
     # brute force E[sessions] by enumerating each window
     mean_sessions = np.array(
