@@ -202,3 +202,19 @@ def test_adjust_pvalues_reference():
     np.testing.assert_array_equal(adjust_pvalues(p, "none"), p)
     with pytest.raises(ValueError, match=r"`adjust` must be one of"):
         adjust_pvalues(p, "bonf")
+
+
+@pytest.mark.slow  # a fresh interpreter, as above
+def test_a_reader_that_closes_the_pipe_early_is_not_an_error(files):
+    d, _ = files
+    argv = ["analyze", str(d / "ev.parquet"), *BASE, "--metric", "clicks/views", "--format", "json"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "estimators", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        bufsize=0,
+    )
+    proc.stdout.close()  # like `| head` exiting before the output comes: the write gets EPIPE
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert b"Traceback" not in err
