@@ -363,6 +363,18 @@ def _truth_off(orig):
     return mutant
 
 
+def _fieller_z(orig):
+    """Fieller's critical value taken from the normal (z) instead of Student t."""
+
+    def mutant(*args, **kwargs):
+        if kwargs.get("ci_method") == "fieller" and kwargs.get("distribution") == "t":
+            kwargs = {**kwargs, "distribution": "z"}
+        return orig(*args, **kwargs)
+
+    return mutant
+
+
+_TABLE1 = ("deng2018-table1",)
 _RATIO = ("delta-coverage", "aa-calibration", "deng2018-table2")
 _POWER = ("power-calibration", "power-mde-roundtrip")
 _CUPED = ("cuped-calibration", "cuped-query")
@@ -394,6 +406,27 @@ MUTANTS: tuple[Mutant, ...] = (
         "ci_method='log' (log-ratio interval) silently computes the delta interval",
         _map_kwarg("ci_method", {"log": "delta"}),
         ("delta-coverage",),
+    ),
+    Mutant(
+        "ratio-fieller-z-for-t",
+        "estimators.ratio:ratio_test_from_moments",
+        "Fieller's critical value from the normal (z) where Student t (Welch df) was asked",
+        _fieller_z,
+        _TABLE1,
+    ),
+    Mutant(
+        "ratio-edgeworth-skewness-x3",
+        "estimators.ratio:_lift_skewness",
+        "skewness of the linearised lift three times too large",
+        _scale_result(3.0),
+        _TABLE1,
+    ),
+    Mutant(
+        "ratio-lift-bias-sign",
+        "estimators.ratio:_lift_bias",
+        "second-order bias of the lift with its sign flipped (reaches delta-bc and edgeworth-bc)",
+        _scale_result(-1.0),
+        _TABLE1,
     ),
     Mutant(
         "ratio-covariance-dropped",

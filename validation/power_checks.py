@@ -6,7 +6,8 @@ heavy-tailed cell: beta-binomial user CTRs with lognormal-Poisson views), the sh
 experiments whose delta-method z-test rejects at alpha = 0.05 equals the exact normal
 power at that size, within ``z`` Monte Carlo s.e. of the claimed power. The sigma is
 the s.d. of the linearised metric L_i (docs/theory.md, delta method), estimated from a
-4,000,000-user pilot per arm; the power error its own Monte Carlo s.e. induces
+pilot of 16 batches per arm (4,000,000 users per arm in the full profile, 400,000 in
+quick); the power error its own Monte Carlo s.e. induces
 (dP/dsigma x s.e.) is folded
 into the tolerance in quadrature.
 
@@ -49,7 +50,11 @@ __all__ = ["POWER_CELLS", "plot_power", "scenario_sigma"]
 
 _TARGET_POWER = 0.8
 _ALPHA = 0.05
-_PILOT_USERS = 250_000  # per arm and batch
+#: pilot users per arm and batch (full profile; quick uses _QUICK_PILOT_USERS). The
+#: pilot's own Monte Carlo s.e. of sigma is folded into every cell's band, so the smaller
+#: quick pilot widens the band; it does not bias the claim.
+_PILOT_USERS = 250_000
+_QUICK_PILOT_USERS = 25_000
 
 #: (cell name, scenario factory, sample-size method, allocation ratio, control sigma)
 POWER_CELLS: tuple[tuple[str, Any, str, float, str], ...] = (
@@ -85,10 +90,12 @@ def _binomial_sigma(scenario: Any) -> float:
     return math.sqrt(r * (1.0 - r) / truth.mean_views)
 
 
-def scenario_sigma(scenario: Any, ss: np.random.SeedSequence) -> tuple[float, float, float]:
+def scenario_sigma(
+    scenario: Any, ss: np.random.SeedSequence, pilot_users: int = _PILOT_USERS
+) -> tuple[float, float, float]:
     """(sigma of L, its Monte Carlo s.e., wrong sigma sd(V)/mean(M)) from a large pilot.
 
-    The pilot is :data:`~validation.mc.PILOT_BATCHES` batches of ``_PILOT_USERS`` users
+    The pilot is :data:`~validation.mc.PILOT_BATCHES` batches of ``pilot_users`` users
     per arm drawn with :func:`sim.simulate_moments` (no per-user arrays). Each batch's
     sigma comes from the shipped delta method: for equal arms of n users the s.e. of
     the difference from :func:`estimators.ratio_test_from_moments` is
@@ -97,11 +104,13 @@ def scenario_sigma(scenario: Any, ss: np.random.SeedSequence) -> tuple[float, fl
     heavy-tailed views a small pilot matters: 50,000 users per arm put sigma 3.5 % off,
     which moves the power at the formula's n from 0.80 to 0.82.
     """
-    mom = sim.simulate_moments(scenario, (_PILOT_USERS, _PILOT_USERS), PILOT_BATCHES, rng=ss)
+    if pilot_users < 2:
+        raise ValueError(f"`pilot_users` must be >= 2; got {pilot_users!r}.")
+    mom = sim.simulate_moments(scenario, (pilot_users, pilot_users), PILOT_BATCHES, rng=ss)
     mc = RatioMoments.from_simulator(mom, 0, covariates=False)
     mt = RatioMoments.from_simulator(mom, 1, covariates=False)
     se = np.asarray(ratio_test_from_moments(mt, mc, ddof=1).std_error, dtype=np.float64)
-    sigma, sigma_se = pilot_sigma(se * math.sqrt(_PILOT_USERS / 2.0))  # (batches,)
+    sigma, sigma_se = pilot_sigma(se * math.sqrt(pilot_users / 2.0))  # (batches,)
     n, sv, sm, svv = (
         np.asarray(getattr(mom, k), dtype=np.float64).sum(axis=0)
         for k in ("n", "sum_v", "sum_m", "sum_vv")
@@ -169,14 +178,15 @@ def check_power(ctx: RunContext) -> list[CheckResult]:
     """Compare simulated with formula power (see the registered claim)."""
     r = ctx.replicates(1_000, 10_000)
     out = []
-    sigmas: dict[str, tuple[float, float]] = {}
+    sigmas: dict[str, tuple[float, float, float]] = {}
+    pilot_users = ctx.replicates(_QUICK_PILOT_USERS, _PILOT_USERS)
     for k, (cell, make, method, ratio, control) in enumerate(POWER_CELLS):
         scen = make()
         ss = ctx.seed_sequence(f"power-calibration/{cell}")
         ss_pilot, ss_sim, ss_ctrl = child_sequences(ss, 3)
         key = repr(scen)
         if key not in sigmas:  # one pilot per scenario, seeded by the first cell using it
-            sigmas[key] = scenario_sigma(scen, ss_pilot)
+            sigmas[key] = scenario_sigma(scen, ss_pilot, pilot_users)
         sigma, sigma_se, wrong_sigma = sigmas[key]
         if control == "binomial":
             wrong_sigma = _binomial_sigma(scen)
@@ -203,9 +213,11 @@ def check_power(ctx: RunContext) -> list[CheckResult]:
         wrong = sample_size(
             wrong_sigma, delta, alpha=_ALPHA, power=_TARGET_POWER, ratio=ratio, method=method
         )
-        # the control only has to miss by far (power ~0.99 or ~0.33 vs 0.80): half the
-        # replicates
-        pc = _simulated_power(scen, wrong.n_control, wrong.n_treatment, r // 2, ss_ctrl)
+        # the control only has to miss by far (power ~0.99 or ~0.33 vs 0.80, against a
+        # band of about +-0.05): a tenth of the replicates puts its own s.e. at <= 0.05
+        # (0.012 at 0.99) in the quick profile, and it runs at the wrong sigma's n,
+        # 2.4 times the right one on the reference scenario
+        pc = _simulated_power(scen, wrong.n_control, wrong.n_treatment, r // 10, ss_ctrl)
         ctrl = rejection_rate(pc, alpha=_ALPHA, expected=expected, z=ctx.z)
         out.append(
             CheckResult(
