@@ -532,15 +532,6 @@ def broadcast_parameters(
 # --------------------------------------------------------------------------- evaluation
 
 
-def _examples_slice(examples: Examples, start: int, stop: int) -> Examples:
-    return Examples(
-        history=examples.history[start:stop],
-        target=examples.target[start:stop],
-        user_id=examples.user_id[start:stop],
-        position=examples.position[start:stop],
-    )
-
-
 def evaluate_retrieval_sharded(
     model: torch.nn.Module,
     examples: Examples,
@@ -584,7 +575,7 @@ def evaluate_retrieval_sharded(
         raise TypeError(f"`examples` must be an Examples; got {type(examples).__name__}.")
     n = examples.n_examples
     start, stop = shard_bounds(n, n_ranks, rank(group))
-    part = evaluate_retrieval(model, _examples_slice(examples, start, stop), n_items, **kwargs)
+    part = evaluate_retrieval(model, examples.take(np.arange(start, stop)), n_items, **kwargs)
     longest = shard_bounds(n, n_ranks, 0)[1]  # the first shard is the longest
     width = len(part.ks)
     dev = torch.device(device) if not isinstance(device, torch.device) else device
