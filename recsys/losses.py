@@ -18,12 +18,12 @@ returning a :class:`~recsys.negatives.CandidateSet`:
 >>> ids, p = torch.tensor([4, 8, 4]), torch.tensor([0.2, 0.1, 0.2])
 >>> cs = in_batch_candidates(ids, items, p)              # Q = 1 - (1 - p)^(B - 1)
 >>> loss = sampled_softmax_loss(query, cs.candidates, cs.labels, cs.log_q,
-...                             mask=cs.mask, q_unit=cs.q_unit)
+...                             mask=cs.mask, correction=cs.correction)
 >>> bool(torch.isclose(loss, cs.loss(query)))
 True
 
 =============================  ================================  ===================
-builder                        candidates                        Q (``q_unit``)
+builder                        candidates                        Q (``correction``)
 =============================  ================================  ===================
 ``full_softmax_candidates``    whole catalog (N, d)              none
 ``sampled_softmax_candidates`` B positives + M shared negatives  ``M q(y)`` (count) or
@@ -42,9 +42,10 @@ Conventions
 * Temperature: the correction is applied to the temperature-scaled logits,
   ``q.c / tau - log Q`` (log Q, *not* log Q / tau): Q is a property of the sampler,
   not of the model's scale.
-* Units: ``q_unit="probability"`` (an inclusion probability or an item share, checked
-  to lie in (0, 1]) or ``q_unit="expected_count"`` (positive, may exceed 1). Only the
-  unmasked entries are checked.
+* One name, ``correction``, for the kind of Q everywhere (builders, ``CandidateSet``
+  and the losses): ``"inclusion_probability"`` (an inclusion probability or an item
+  share, checked to lie in (0, 1]), ``"expected_count"`` (positive, may exceed 1) or
+  ``"none"`` (no ``log_q``). Only the unmasked entries are checked.
 * Imports point one way: :mod:`recsys.negatives` (the builders, ``CandidateSet``,
   ``MixedNegativesLoss``) uses this module; this module imports nothing of recsys.
 * Pairings that are consistent (expected gradient -> full-softmax gradient, bias
@@ -72,9 +73,9 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-QUnit = Literal["probability", "expected_count"]
+Correction = Literal["inclusion_probability", "expected_count", "none"]
 Reduction = Literal["mean", "sum", "none"]
-_Q_UNITS = ("probability", "expected_count")
+_CORRECTIONS = ("inclusion_probability", "expected_count", "none")
 _REDUCTIONS = ("mean", "sum", "none")
 #: Rounding slack when checking log Q <= 0 for probabilities (float32 log of 1.0).
 _LOG_PROB_SLACK = 1e-5
@@ -93,7 +94,7 @@ def _check_finite(x: Tensor, name: str) -> None:
 
 
 def _validate_softmax_loss_from_logits(
-    logits, labels, log_q, mask, correct_positive, q_unit, reduction
+    logits, labels, log_q, mask, correct_positive, correction, reduction
 ):
     _check_tensor(logits, "logits")
     if logits.ndim != 2:
@@ -110,8 +111,10 @@ def _validate_softmax_loss_from_logits(
             f"`labels` must lie in [0, {c}) (the number of candidates); got values in "
             f"[{int(labels.min())}, {int(labels.max())}]."
         )
-    if q_unit not in _Q_UNITS:
-        raise ValueError(f"`q_unit` must be one of {_Q_UNITS}; got {q_unit!r}.")
+    if correction not in _CORRECTIONS:
+        raise ValueError(f"`correction` must be one of {_CORRECTIONS}; got {correction!r}.")
+    if correction == "none" and log_q is not None:
+        raise ValueError("`log_q` must be None when correction='none'; got a tensor.")
     if reduction not in _REDUCTIONS:
         raise ValueError(f"`reduction` must be one of {_REDUCTIONS}; got {reduction!r}.")
     if not isinstance(correct_positive, bool):
@@ -144,16 +147,16 @@ def _validate_softmax_loss_from_logits(
             if bool(torch.isnan(values).any()):
                 raise ValueError("`log_q` must not be NaN.")
             lo, hi = float(values.min()), float(values.max())
-            if q_unit == "probability":
+            if correction == "inclusion_probability":
                 if lo == -math.inf or hi > _LOG_PROB_SLACK:
                     raise ValueError(
-                        "Q must lie in (0, 1] when `q_unit`='probability'; got Q in "
-                        f"[{math.exp(lo)}, {math.exp(hi)}]. Pass q_unit='expected_count' "
-                        "for expected counts."
+                        "Q must lie in (0, 1] when `correction`='inclusion_probability'; got "
+                        f"Q in [{math.exp(lo)}, {math.exp(hi)}]. Pass "
+                        "correction='expected_count' for expected counts."
                     )
             elif not (math.isfinite(lo) and math.isfinite(hi)):
                 raise ValueError(
-                    "Q must be positive and finite when `q_unit`='expected_count'; got Q in "
+                    "Q must be positive and finite when `correction`='expected_count'; got Q in "
                     f"[{math.exp(lo) if lo > -math.inf else 0.0}, {math.exp(hi)}]."
                 )
 
@@ -165,7 +168,7 @@ def softmax_loss_from_logits(
     *,
     mask: Tensor | None = None,
     correct_positive: bool = False,
-    q_unit: QUnit = "probability",
+    correction: Correction = "inclusion_probability",
     reduction: Reduction = "mean",
     validate: bool = True,
 ) -> Tensor:
@@ -183,8 +186,8 @@ def softmax_loss_from_logits(
         ``(B, C)`` bool, True where a candidate is excluded from the row's softmax.
     correct_positive : bool, default False
         Whether the positive's logit is corrected too (otherwise its log Q is 0).
-    q_unit : {"probability", "expected_count"}
-        Unit of Q, checked on the entries used: (0, 1] or (0, inf).
+    correction : {"inclusion_probability", "expected_count", "none"}
+        Kind of Q, checked on the entries used: (0, 1], (0, inf), or no ``log_q``.
     reduction : {"mean", "sum", "none"}
         Reduction over rows; "none" returns ``(B,)``.
     validate : bool, default True
@@ -209,7 +212,7 @@ def softmax_loss_from_logits(
     """
     if validate:
         _validate_softmax_loss_from_logits(
-            logits, labels, log_q, mask, correct_positive, q_unit, reduction
+            logits, labels, log_q, mask, correct_positive, correction, reduction
         )
     b, c = logits.shape
     labels = labels.long().unsqueeze(1)  # (B, 1)
@@ -274,7 +277,7 @@ def sampled_softmax_loss(
     mask: Tensor | None = None,
     temperature: float | Tensor = 1.0,
     correct_positive: bool = False,
-    q_unit: QUnit = "probability",
+    correction: Correction = "inclusion_probability",
     reduction: Reduction = "mean",
     validate: bool = True,
 ) -> Tensor:
@@ -289,7 +292,7 @@ def sampled_softmax_loss(
     labels : Tensor
         ``(B,)`` int64 index in ``[0, C)`` of each row's positive among the candidates.
     log_q : Tensor, optional
-        ``(C,)`` or ``(B, C)`` log Q of each candidate, in the unit ``q_unit``. None: no
+        ``(C,)`` or ``(B, C)`` log Q of each candidate, of the kind ``correction``. None: no
         correction (plain softmax over the candidates).
     mask : Tensor, optional
         ``(B, C)`` bool, True = excluded from the row's softmax (accidental hits,
@@ -299,10 +302,12 @@ def sampled_softmax_loss(
     correct_positive : bool, default False
         Subtract log Q from the positive's logit too. Consistent with accidental hits
         kept; with hits masked, leave it False (module notes).
-    q_unit : {"probability", "expected_count"}, default "probability"
-        Unit of ``exp(log_q)``, checked on the entries used: a probability in (0, 1]
-        (inclusion probability with a de-duplicated set, or an item share) or an
-        expected count in (0, inf) (with a multiset).
+    correction : {"inclusion_probability", "expected_count", "none"}, optional
+        Default "inclusion_probability".
+        Kind of ``exp(log_q)``, checked on the entries used: a probability in (0, 1]
+        (inclusion probability with a de-duplicated set, or an item share), an
+        expected count in (0, inf) (with a multiset), or ``"none"`` (``log_q`` None).
+        The same word and values as the candidate builders' ``correction``.
     reduction : {"mean", "sum", "none"}, default "mean"
         Reduction over the ``B`` rows.
     validate : bool, default True
@@ -361,7 +366,7 @@ def sampled_softmax_loss(
         log_q,
         mask=mask,
         correct_positive=correct_positive,
-        q_unit=q_unit,
+        correction=correction,
         reduction=reduction,
         validate=validate,
     )
@@ -411,7 +416,7 @@ class SampledSoftmaxLoss(nn.Module):
         labels: Tensor | None = None,
         log_q: Tensor | None = None,
         mask: Tensor | None = None,
-        q_unit: QUnit = "probability",
+        correction: Correction = "inclusion_probability",
     ) -> Tensor:
         """Loss of ``query`` (B, d) on a :class:`~recsys.negatives.CandidateSet` or tensors."""
         if not isinstance(candidates, Tensor):  # a CandidateSet (recsys.negatives)
@@ -435,7 +440,7 @@ class SampledSoftmaxLoss(nn.Module):
             mask=mask,
             temperature=self.temperature,
             correct_positive=self.correct_positive,
-            q_unit=q_unit,
+            correction=correction,
             reduction=self.reduction,
         )
 

@@ -53,16 +53,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from recsys.losses import QUnit, Reduction, SampledSoftmaxLoss, sampled_softmax_loss
-
-Correction = Literal["expected_count", "inclusion_probability", "none"]
-_CORRECTIONS = ("expected_count", "inclusion_probability", "none")
+from recsys.losses import (
+    _CORRECTIONS,
+    Correction,
+    Reduction,
+    SampledSoftmaxLoss,
+    sampled_softmax_loss,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,16 +79,17 @@ class CandidateSet:
         ``(B,)`` int64, index in ``[0, C)`` of each row's positive among the candidates.
     log_q : Tensor or None
         ``(C,)`` log Q of each candidate (the same for every row), or None (no
-        correction). Q's unit is ``q_unit``.
+        correction). Its kind is ``correction``.
     mask : Tensor or None
         ``(B, C)`` bool, True where a candidate is excluded from a row's softmax
         (accidental hits, duplicates, other rows' positives in sampled softmax).
         Never True at a row's own positive.
     candidate_ids : Tensor
         ``(C,)`` int64 item id of each candidate.
-    q_unit : {"probability", "expected_count"}
-        Unit of ``exp(log_q)``: an inclusion probability in (0, 1] (de-duplicated
-        candidates) or an expected count > 0 (multiset of candidates).
+    correction : {"inclusion_probability", "expected_count", "none"}
+        Kind of ``exp(log_q)``, the builder's ``correction``: an inclusion probability
+        in (0, 1] (de-duplicated candidates), an expected count > 0 (multiset of
+        candidates), or none (``log_q`` is None).
     """
 
     candidates: Tensor
@@ -94,7 +97,7 @@ class CandidateSet:
     log_q: Tensor | None
     mask: Tensor | None
     candidate_ids: Tensor
-    q_unit: QUnit = "probability"
+    correction: Correction = "none"
 
     def loss(
         self,
@@ -113,7 +116,7 @@ class CandidateSet:
             mask=self.mask,
             temperature=temperature,
             correct_positive=correct_positive,
-            q_unit=self.q_unit,
+            correction=self.correction,
             reduction=reduction,
         )
 
@@ -570,7 +573,7 @@ def full_softmax_candidates(positive_ids: Tensor, item_embeddings: Tensor) -> Ca
         log_q=None,
         mask=None,
         candidate_ids=ids,
-        q_unit="probability",
+        correction="none",
     )
 
 
@@ -683,7 +686,7 @@ def sampled_softmax_candidates(
         log_q=None if log_q is None else log_q.to(positive_embeddings.dtype),
         mask=mask,
         candidate_ids=ids,
-        q_unit="probability" if correction == "inclusion_probability" else "expected_count",
+        correction=correction,
     )
 
 
@@ -833,7 +836,7 @@ def mixed_candidates(
         log_q=log_q,
         mask=mask,
         candidate_ids=ids,
-        q_unit="probability" if correction == "inclusion_probability" else "expected_count",
+        correction=correction,
     )
 
 

@@ -303,7 +303,7 @@ def _step_loss(
         )  # fmt: skip
     return sampled_softmax_loss(
         user, cs.candidates, cs.labels, cs.log_q, mask=cs.mask, temperature=tau,
-        q_unit=cs.q_unit, validate=False,
+        correction=cs.correction, validate=False,
     )  # fmt: skip
 
 

@@ -72,9 +72,9 @@ def shipped_expected_gradient(
         correction=kw["correction"],
         remove_accidental_hits=kw["remove_accidental_hits"],
     )
-    log_q, unit = cs.log_q, cs.q_unit
+    log_q, kind = cs.log_q, cs.correction
     if variant.q == "share":  # the plain item share is a control, not a builder option
-        log_q, unit = torch.log(torch.as_tensor(sampler))[cs.candidate_ids], "probability"
+        log_q, kind = torch.log(torch.as_tensor(sampler))[cs.candidate_ids], "inclusion_probability"
     loss = sampled_softmax_loss(
         (TEMPERATURE * s).expand(n, n),
         cs.candidates,
@@ -82,7 +82,7 @@ def shipped_expected_gradient(
         log_q,
         mask=cs.mask,
         temperature=TEMPERATURE,
-        q_unit=unit,
+        correction=kind,
         correct_positive=kw["correct_positive"],
         reduction="none",
     )

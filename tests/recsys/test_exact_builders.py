@@ -72,7 +72,7 @@ def test_in_batch_matches_per_row_loop(seed, correction, hits):
     )
     got = sampled_softmax_loss(
         user, cs.candidates, cs.labels, cs.log_q, mask=cs.mask, temperature=TAU,
-        q_unit=cs.q_unit, reduction="none",
+        correction=cs.correction, reduction="none",
     )  # fmt: skip
 
     def q_of(y):
@@ -105,7 +105,7 @@ def test_mixed_matches_per_row_loop(seed, correction, hits):
     )  # fmt: skip
     got = sampled_softmax_loss(
         user, cs.candidates, cs.labels, cs.log_q, mask=cs.mask, temperature=TAU,
-        q_unit=cs.q_unit, reduction="none",
+        correction=cs.correction, reduction="none",
     )  # fmt: skip
     gamma = 1.0 / n
 
@@ -140,7 +140,7 @@ def test_sampled_matches_per_row_loop(seed, correction, hits, uniform):
     )  # fmt: skip
     got = sampled_softmax_loss(
         user, cs.candidates, cs.labels, cs.log_q, mask=cs.mask, temperature=TAU,
-        q_unit=cs.q_unit, reduction="none",
+        correction=cs.correction, reduction="none",
     )  # fmt: skip
 
     def q_of(y):

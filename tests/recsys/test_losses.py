@@ -98,7 +98,7 @@ def test_mask_equals_dropping_the_columns():
     mask = torch.rand(4, 9, generator=g) < 0.4
     mask[torch.arange(4), labels] = False
     out = sampled_softmax_loss(
-        query, cands, labels, log_q, mask=mask, q_unit="expected_count", reduction="none"
+        query, cands, labels, log_q, mask=mask, correction="expected_count", reduction="none"
     )
     for i in range(4):  # NumPy-style reference: keep only the unmasked columns
         keep = (~mask[i]).nonzero().squeeze(1)
@@ -158,11 +158,12 @@ NAN_Q[0, 0] = math.nan
         (dict(log_q=torch.tensor([0.0, -math.inf, -1.0, -1.0])), ValueError, r"\(0, 1\]"),
         (dict(log_q=torch.tensor([0.0, math.nan, -1.0, -1.0])), ValueError, "must not be NaN"),
         (
-            dict(log_q=torch.tensor([0.0, math.inf, 1.0, 1.0]), q_unit="expected_count"),
+            dict(log_q=torch.tensor([0.0, math.inf, 1.0, 1.0]), correction="expected_count"),
             ValueError,
             "positive and finite",
         ),
-        (dict(log_q=torch.zeros(4), q_unit="count"), ValueError, "`q_unit` must be one of"),
+        (dict(log_q=torch.zeros(4), correction="count"), ValueError, "`correction` must be one of"),
+        (dict(log_q=torch.zeros(4), correction="none"), ValueError, "None when correction='none'"),
         (dict(mask=torch.ones(3, 4, dtype=torch.bool)), ValueError, "own positive"),
         (dict(mask=torch.zeros(3, 3, dtype=torch.bool)), ValueError, r"`mask` must have shape"),
         (dict(mask=torch.zeros(3, 4)), TypeError, "torch.bool"),
@@ -182,7 +183,7 @@ def test_q_above_one_allowed_as_expected_count_and_masked_entries_not_checked():
     labels = torch.tensor([0, 1])
     log_q = torch.tensor([2.0, 1.0, -math.inf])
     mask = torch.tensor([[False, False, True], [False, False, True]])
-    out = sampled_softmax_loss(query, cands, labels, log_q, mask=mask, q_unit="expected_count")
+    out = sampled_softmax_loss(query, cands, labels, log_q, mask=mask, correction="expected_count")
     assert torch.isfinite(out)
     with pytest.raises(ValueError, match="expected_count"):
         sampled_softmax_loss(query, cands, labels, log_q, mask=mask)

@@ -134,7 +134,7 @@ def test_in_batch_q_uses_the_other_b_minus_one_rows():
     assert torch.allclose(cs.log_q.exp(), 1 - (1 - p) ** 3)
     cs = in_batch_candidates(torch.arange(4), torch.eye(4), p, correction="expected_count")
     assert torch.allclose(cs.log_q.exp(), 3 * p)
-    assert cs.q_unit == "expected_count"
+    assert cs.correction == "expected_count"
 
 
 def test_mixed_q_values():
@@ -227,7 +227,7 @@ def test_sampled_q_values_and_units():
         pos, torch.randn(2, 2), neg, torch.randn(4, 2), sampler_probs=probs
     )
     assert torch.allclose(cs.log_q.exp(), 4 * probs[torch.cat([pos, neg])])
-    assert cs.q_unit == "expected_count"
+    assert cs.correction == "expected_count"
     cs = sampled_softmax_candidates(
         pos,
         torch.randn(2, 2),
@@ -237,7 +237,7 @@ def test_sampled_q_values_and_units():
         correction="inclusion_probability",
     )
     assert torch.allclose(cs.log_q.exp(), 1 - (1 - probs[torch.cat([pos, neg])]) ** 4)
-    assert cs.q_unit == "probability"
+    assert cs.correction == "inclusion_probability"
 
 
 def test_full_candidates_loss_is_cross_entropy():

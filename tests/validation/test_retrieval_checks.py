@@ -60,16 +60,16 @@ def test_numpy_expected_gradient_equals_recsys_autograd(key):
         correction=kw["correction"],
         remove_accidental_hits=kw["remove_accidental_hits"],
     )
-    log_q, unit = cs.log_q, cs.q_unit
+    log_q, kind = cs.log_q, cs.correction
     if variant.q == "share":  # plain item share: not a builder option, passed by hand
-        log_q, unit = torch.log(torch.as_tensor(q))[cs.candidate_ids], "probability"
+        log_q, kind = torch.log(torch.as_tensor(q))[cs.candidate_ids], "inclusion_probability"
     loss = sampled_softmax_loss(
         s.expand(n, n),
         cs.candidates,
         cs.labels,
         log_q,
         mask=cs.mask,
-        q_unit=unit,
+        correction=kind,
         correct_positive=kw["correct_positive"],
         reduction="none",
     )
