@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -138,8 +140,32 @@ def _check_out_dir(out: str) -> Path:
     return path
 
 
+class _Interrupted(BaseException):
+    """Ctrl-C while ``main`` runs, raised by our SIGINT handler instead of KeyboardInterrupt.
+
+    A KeyboardInterrupt that surfaces inside code run by the interpreter's C layer (an
+    extension module's import, for instance) marks the process as "interrupted" for
+    good: even when caught, the interpreter then ends with SIGINT (status -2) instead of
+    the 130 this command promises. An exception of our own does not set that mark.
+    """
+
+
+def _raise_interrupted(signum, frame) -> None:
+    raise _Interrupted
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGINT, _raise_interrupted)
+        try:
+            return _main(argv)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+    return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     partial: dict[str, Any] = {}
@@ -203,7 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(format_sweep_table(result))
     except (ValueError, TypeError, FileNotFoundError) as exc:
         parser.exit(2, f"{parser.prog}: error: {exc}\n")
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, _Interrupted):
         if partial:
             written = write_results(partial, out_dir, name=PARTIAL_NAME)
             done = f"{partial['completed_seeds']} of {args.seeds} seed(s) completed, kept in "
