@@ -210,16 +210,11 @@ def test_ctrl_c_cancels_cluster_work_and_keeps_results(tmp_path, cluster):
     assert _block_keys(cluster) == [], "the interrupted run left its blocks on the cluster"
 
 
-@pytest.mark.slow  # the whole quick profile twice, plus a LocalCluster start (~1-2 min)
-def test_quick_profile_identical_in_process_scheduler_and_local_cluster(tmp_path, cluster, capsys):
-    address = cluster.scheduler.address
-    runs = {
-        "here": [],
-        "there": ["--scheduler", address],
-        "local": ["--backend", "dask", "--workers", "2"],
-    }
+@pytest.mark.slow  # the whole quick profile twice (~1-2 min)
+def test_quick_profile_identical_in_process_and_on_a_scheduler(tmp_path, cluster, capsys):
+    """Every check of the quick profile gives the same figures on the cluster as here."""
     docs = {}
-    for name, extra in runs.items():
+    for name, extra in {"here": [], "there": ["--scheduler", cluster.scheduler.address]}.items():
         rc, out = _run(
             ["run", "--profile", "quick", "--no-progress", "--out", str(tmp_path / name), *extra],
             capsys,
@@ -228,8 +223,18 @@ def test_quick_profile_identical_in_process_scheduler_and_local_cluster(tmp_path
         docs[name] = strip_nondeterministic(
             json.loads((tmp_path / name / "results.json").read_text())
         )
+    assert docs["here"]["checks"] and docs["here"] == docs["there"]
+
+
+@pytest.mark.slow  # starts its own LocalCluster
+def test_cli_local_cluster_identical_to_in_process(tmp_path, in_process_doc, capsys):
+    """``--backend dask --workers 2`` starts a LocalCluster and gives the in-process figures."""
+    argv = ["run", "--only", *SUBSET, "--no-progress", "--out", str(tmp_path)]
+    rc, out = _run([*argv, "--backend", "dask", "--workers", "2"], capsys)
+    assert rc == 0, out.out + out.err
     assert "dask LocalCluster tcp://127.0.0.1:" in out.out
-    assert docs["here"] == docs["there"] == docs["local"]
+    doc = strip_nondeterministic(json.loads((tmp_path / "results.json").read_text()))
+    assert doc["checks"] == in_process_doc["checks"]
 
 
 def test_missing_library_exits_2_with_the_install_line(tmp_path, capsys, monkeypatch):
