@@ -46,7 +46,7 @@ from tqdm import tqdm
 
 from recsys import distributed
 from recsys.data import Examples
-from recsys.losses import sampled_softmax_loss, softmax_loss_from_logits
+from recsys.losses import sampled_softmax_loss, shared_negatives_loss, softmax_loss_from_logits
 from recsys.model import TwoTower
 from recsys.negatives import sample_uniform_negatives
 from sim import RngLike, as_seed_sequence, child_sequences
@@ -267,7 +267,8 @@ def _step_loss(
     """
     n_items = item_rows.shape[0]
     b = target.shape[0]
-    user = model.user_vector_from_rows(item_rows[history.clamp_min(0)], history >= 0)  # (B, d)
+    hist_rows = item_rows.index_select(0, history.clamp_min(0).reshape(-1))  # (B L, T)
+    user = model.user_vector_from_rows(hist_rows.view(b, -1, item_rows.shape[1]), history >= 0)
     method = config.base_method
     tau = config.temperature
     if method == "full":
@@ -275,17 +276,15 @@ def _step_loss(
         return softmax_loss_from_logits(user @ items.T / tau, target, validate=False)
     n_random = config.n_negatives if method != "inbatch" else 0
     negatives = sample_uniform_negatives(n_random, n_items, generator=gen, device=target.device)
-    both = model.item_vector_from_rows(item_rows[torch.cat([target, negatives])])  # (B + B', d)
+    cand_rows = item_rows.index_select(0, torch.cat([target, negatives]))  # (B + B', T)
+    both = model.item_vector_from_rows(cand_rows)  # (B + B', d)
     if method == "sampled":
-        scaled = user / tau  # (B, d): 1/tau folded into the user side, one (B, d) op
-        pos_logit = (scaled * both[:b]).sum(dim=1, keepdim=True)  # (B, 1)
-        neg_logit = scaled @ both[b:].T  # (B, B')
-        if config.logq:  # log Q = log(B'/N), the expected count of each uniform negative
-            neg_logit = neg_logit - math.log(max(negatives.shape[0], 1) / n_items)
-        hits = negatives.unsqueeze(0) == target.unsqueeze(1)  # (B, B') accidental hits
-        logits = torch.cat([pos_logit, neg_logit.masked_fill(hits, -math.inf)], dim=1)
-        labels = torch.zeros(b, dtype=torch.int64, device=target.device)
-        return softmax_loss_from_logits(logits, labels, validate=False)  # (B, 1 + B') logits
+        # log Q = log(B'/N), the expected count of each uniform negative
+        log_q = math.log(max(negatives.shape[0], 1) / n_items) if config.logq else None
+        return shared_negatives_loss(
+            user, both[:b], both[b:], log_q, positive_ids=target, negative_ids=negatives,
+            temperature=tau,
+        )  # fmt: skip  # (B, 1 + B') logits, accidental hits removed, one (B', B) buffer
     correction = config.correction if config.logq else "none"
     # in-batch and mixed: the candidates are the *global* batch's positives (every
     # process's, gathered; the batch itself in one process), see recsys.distributed;
@@ -444,7 +443,8 @@ def train_model(
             for step in range(steps_per_epoch):
                 rows = order[step * config.batch_size : (step + 1) * config.batch_size]  # (B,)
                 rows = rows[my_rank * local_batch : (my_rank + 1) * local_batch]  # (B/N,)
-                history, target = history_all[rows], target_all[rows]  # (B/N, L), (B/N,)
+                history = history_all.index_select(0, rows)  # (B/N, L)
+                target = target_all.index_select(0, rows)  # (B/N,)
                 loss = _step_loss(config, model, history, target, item_rows, shares, neg_gen)
                 if streaming is not None:  # read, then update: Q never counts its own batch
                     # with the global batch's ids: the same state on every process
