@@ -468,18 +468,27 @@ def _hit_coordinates(positive_ids: Tensor, negative_ids: Tensor) -> tuple[Tensor
     return cols, rows
 
 
+_LOG2_E = 1.0 / math.log(2.0)
+
+
 class _SharedNegativesSoftmax(torch.autograd.Function):
-    """Loss of :func:`shared_negatives_loss` with a hand-written backward (one saved (M, B))."""
+    """Loss of :func:`shared_negatives_loss` with a hand-written backward (one saved (M, B)).
+
+    The logits are computed in base 2 (``z * log2(e)``, the factor folded into the
+    query side) because ``exp2`` costs about half of ``exp`` on the CPU, and the
+    exponentials of the ``(M, B)`` logits are the most expensive elementwise pass.
+    """
 
     @staticmethod
     def forward(ctx, query, positives, negatives, log_q, positive_ids, negative_ids, temperature):  # noqa: D102
-        qs = query / temperature  # (B, d): 1/tau folded into the query side
-        pos = (qs * positives).sum(dim=1)  # (B,) positive logits, never corrected
+        qs = query * (_LOG2_E / temperature)  # (B, d): log2(e)/tau folded into the query
+        pos = (qs * positives).sum(dim=1)  # (B,) positive logits (base 2), never corrected
         # the logits of the negatives, stored transposed (M, B): the faster layout for
         # the three matrix products here; the only (M, B) buffer, reused in place
         zt = torch.mm(negatives, qs.T)  # (M, B)
         if log_q is not None:
-            zt.sub_(log_q.unsqueeze(1) if isinstance(log_q, Tensor) and log_q.ndim else log_q)
+            log_q = log_q.unsqueeze(1) if isinstance(log_q, Tensor) and log_q.ndim else log_q
+            zt.sub_(log_q * _LOG2_E)  # scalar or (M, 1)
         if positive_ids is not None:  # accidental hits leave the softmax
             if zt.device.type == "cpu":
                 hit = _hit_coordinates(positive_ids, negative_ids)  # (H,), (H,)
@@ -487,14 +496,14 @@ class _SharedNegativesSoftmax(torch.autograd.Function):
             else:  # no data-dependent sizes on an accelerator: one (M, B) comparison
                 zt.masked_fill_(negative_ids.unsqueeze(1) == positive_ids.unsqueeze(0), -math.inf)
         m = torch.maximum(zt.amax(dim=0), pos) if zt.shape[0] else pos  # (B,) column maxima
-        zt.sub_(m).exp_()  # (M, B) exp(z - m)
-        e_pos = torch.exp(pos - m)  # (B,)
+        zt.sub_(m).exp2_()  # (M, B) exp(z - max z)
+        e_pos = torch.exp2(pos - m)  # (B,)
         total = zt.sum(dim=0) + e_pos  # (B,)
         zt.div_(total)  # (M, B) softmax over the negatives
         p_pos = e_pos / total  # (B,) softmax of the positive
         ctx.save_for_backward(qs, positives, negatives, zt, p_pos)
         ctx.temperature = temperature
-        return (m + torch.log(total) - pos).mean()
+        return ((m - pos) / _LOG2_E + torch.log(total)).mean()
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -502,9 +511,10 @@ class _SharedNegativesSoftmax(torch.autograd.Function):
         qs, positives, negatives, softmax_t, p_pos = ctx.saved_tensors
         scale = grad_loss / qs.shape[0]  # d mean / d loss_i
         coef = ((p_pos - 1) * scale).unsqueeze(1)  # (B, 1): d loss / d positive logit
+        # d loss / d (q_i / tau) = sum_j P_ij n_j + (P_i+ - 1) p_i; qs = q log2(e) / tau
         grad_qs = torch.mm(softmax_t.T, negatives).mul_(scale).add_(coef * positives)  # (B, d)
-        grad_negatives = torch.mm(softmax_t, qs).mul_(scale)  # (M, d)
-        grad_positives = coef * qs  # (B, d)
+        grad_negatives = torch.mm(softmax_t, qs).mul_(scale / _LOG2_E)  # (M, d)
+        grad_positives = coef * qs / _LOG2_E  # (B, d)
         grads = (grad_qs / ctx.temperature, grad_positives, grad_negatives)
         return (*grads, None, None, None, None)
 
