@@ -468,6 +468,19 @@ def _hit_coordinates(positive_ids: Tensor, negative_ids: Tensor) -> tuple[Tensor
     return cols, rows
 
 
+def _mask_hits_(zt: Tensor, positive_ids: Tensor, negative_ids: Tensor, *, sparse: bool) -> None:
+    """Set ``zt[j, i] = -inf`` (in place) where ``negative_ids[j] == positive_ids[i]``.
+
+    ``sparse``: at the few hit coordinates (:func:`_hit_coordinates`, the CPU way);
+    otherwise one ``(M, B)`` comparison (no data-dependent sizes, the accelerator way).
+    """
+    if sparse:
+        hit = _hit_coordinates(positive_ids, negative_ids)  # (H,), (H,)
+        zt.index_put_(hit, zt.new_tensor(-math.inf))
+    else:
+        zt.masked_fill_(negative_ids.unsqueeze(1) == positive_ids.unsqueeze(0), -math.inf)
+
+
 _LOG2_E = 1.0 / math.log(2.0)
 
 
@@ -490,11 +503,7 @@ class _SharedNegativesSoftmax(torch.autograd.Function):
             log_q = log_q.unsqueeze(1) if isinstance(log_q, Tensor) and log_q.ndim else log_q
             zt.sub_(log_q * _LOG2_E)  # scalar or (M, 1)
         if positive_ids is not None:  # accidental hits leave the softmax
-            if zt.device.type == "cpu":
-                hit = _hit_coordinates(positive_ids, negative_ids)  # (H,), (H,)
-                zt.index_put_(hit, zt.new_tensor(-math.inf))
-            else:  # no data-dependent sizes on an accelerator: one (M, B) comparison
-                zt.masked_fill_(negative_ids.unsqueeze(1) == positive_ids.unsqueeze(0), -math.inf)
+            _mask_hits_(zt, positive_ids, negative_ids, sparse=zt.device.type == "cpu")
         m = torch.maximum(zt.amax(dim=0), pos) if zt.shape[0] else pos  # (B,) column maxima
         zt.sub_(m).exp2_()  # (M, B) exp(z - max z)
         e_pos = torch.exp2(pos - m)  # (B,)

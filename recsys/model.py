@@ -139,6 +139,20 @@ class _BagSum(torch.autograd.Function):
         return grad, None, None
 
 
+def _compile_bag_kernels(dtype: torch.dtype) -> None:
+    """Run the backward kernels once on tiny inputs of ``dtype``.
+
+    numba compiles them (or loads its on-disk cache) at the first call; training calls
+    this before its clock starts, so that it times steps, not compilation.
+    """
+    if dtype not in (torch.float32, torch.float64):
+        return
+    grad = torch.zeros(1, 1, dtype=dtype).numpy()
+    rows = np.zeros((1, 1), dtype=np.int64)
+    _scatter_rows_kernel(grad, rows, grad)
+    _scatter_weighted_rows_kernel(grad, rows, grad, grad)
+
+
 def _bag_sum(table: Tensor, rows: Tensor, weights: Tensor | None = None) -> Tensor:
     """Sum of (weighted) rows of ``table`` per bag: ``out[k] = sum_s w[k, s] table[rows[k, s]]``.
 

@@ -47,7 +47,7 @@ from tqdm import tqdm
 from recsys import distributed
 from recsys.data import Examples
 from recsys.losses import sampled_softmax_loss, shared_negatives_loss, softmax_loss_from_logits
-from recsys.model import TwoTower
+from recsys.model import TwoTower, _compile_bag_kernels
 from recsys.negatives import sample_uniform_negatives
 from sim import RngLike, as_seed_sequence, child_sequences
 
@@ -411,6 +411,8 @@ def train_model(
     # fused Adam: one kernel for all parameters, same update as the default (foreach) one
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, fused=True)
     item_rows = model.flat_rows(torch.arange(n_items, device=dev))  # (N, T), hashed once
+    if dev.type == "cpu":  # JIT-compile (or load) the embedding backward before timing
+        _compile_bag_kernels(model.tables.dtype)
     history_all = torch.as_tensor(examples.history, device=dev)  # (n, L)
     target_all = torch.as_tensor(examples.target, device=dev)  # (n,)
     shares: Callable[[torch.Tensor], torch.Tensor] | None = None
