@@ -14,8 +14,9 @@ method ``sampled``) beside a plain vectorised PyTorch loop -- an EmbeddingBag ov
 precomputed hash rows, one matmul against the shared negatives, accidental hits
 masked, default Adam -- in one run with the same configuration (10,000-item synthetic
 catalog, batch 256, 999 shared uniform negatives, one thread), alternating the two
-``--step-runs`` times. ``--profile`` writes the per-operation profile of both steps
-(and of an older checkout with ``--before-root``) to ``benchmarks/PROFILE_recsys_step.md``.
+``--step-runs`` times. ``--profile`` writes the per-phase and per-operation profile of
+the project's step (and of an older checkout with ``--before-root``) to
+``benchmarks/PROFILE_recsys_step.md``; ``--profile-only`` writes only that.
 
 Run from the repository root:
 

@@ -380,7 +380,11 @@ def train_model(
     Each step: user vectors ``u = model.user_vector(history)`` (B, d); a candidate set
     (module table); loss of :func:`recsys.losses.sampled_softmax_loss` with
     ``temperature=config.temperature`` and the builders' default accidental-hit
-    masking (``correct_positive=False``); one (fused) Adam step. The catalog is hashed
+    masking (``correct_positive=False``); one (fused) Adam step. ``sampled`` computes
+    that loss with :func:`recsys.losses.shared_negatives_loss` (the same value and
+    gradient, one (B', B) buffer), and on the CPU the hashed-table lookups have a
+    sort-free backward (``recsys.model``), whose numba kernels are compiled before the
+    clock starts. The catalog is hashed
     once per call; inputs are validated before training and the parameters checked for
     NaN after each epoch, so a step never synchronises with the host. With
     ``frequency="streaming"`` a batch's p is read before the batch is recorded.
