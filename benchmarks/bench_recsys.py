@@ -14,8 +14,9 @@ method ``sampled``) beside a plain vectorised PyTorch loop -- an EmbeddingBag ov
 precomputed hash rows, one matmul against the shared negatives, accidental hits
 masked, default Adam -- in one run with the same configuration (10,000-item synthetic
 catalog, batch 256, 999 shared uniform negatives, one thread), alternating the two
-``--step-runs`` times. ``--profile`` writes the per-operation profile of both steps
-(and of an older checkout with ``--before-root``) to ``benchmarks/PROFILE_recsys_step.md``.
+``--step-runs`` times. ``--profile`` writes the per-phase and per-operation profile of
+the project's step (and of an older checkout with ``--before-root``) to
+``benchmarks/PROFILE_recsys_step.md``; ``--profile-only`` writes only that.
 
 Run from the repository root:
 
@@ -156,6 +157,10 @@ def step_comparison(n_examples, n_runs):
     examples = examples.take(order[:n_examples])
     cfg = TrainConfig(method="sampled", batch_size=256, n_negatives=999)
     measured = {"project": [], "plain": []}
+    # warm-up, not timed: numba's kernels (compiled or loaded from cache), allocator
+    train_model(TwoTower(rng=0), examples.take(np.arange(512)), data.n_items, cfg, progress=False)
+    plain_loop(TwoTower(rng=0), examples.take(np.arange(512)), data.n_items, 999)
+    measured["load"] = [os.getloadavg()[0]]
     for _ in range(n_runs):
         model = TwoTower(rng=0)
         wall, cpu = time.perf_counter(), time.process_time()
@@ -164,9 +169,10 @@ def step_comparison(n_examples, n_runs):
             (res.n_examples_seen, time.perf_counter() - wall, time.process_time() - cpu)
         )
         measured["plain"].append(plain_loop(TwoTower(rng=0), examples, data.n_items, 999))
-        for name, runs in measured.items():
-            n, w, c = runs[-1]
+        for name in ("project", "plain"):
+            n, w, c = measured[name][-1]
             print(f"step {name}: {n / w:,.0f}/s wall, {n / c:,.0f}/s CPU", flush=True)
+    measured["load"].append(os.getloadavg()[0])
     return data.n_items, measured
 
 
@@ -186,6 +192,31 @@ def profile_step(root: Path | None, n_examples: int) -> str:
         f"ex = ex.take(np.random.default_rng(0).permutation(ex.n_examples)[:{n_examples}])\n"
         "cfg = TrainConfig(method='sampled', batch_size=256, n_negatives=999)\n"
         "train_model(TwoTower(rng=0), ex.take(np.arange(512)), data.n_items, cfg, progress=False)\n"
+        "import time\n"
+        "from recsys.train import _step_loss\n"
+        "model = TwoTower(rng=0)\n"
+        "opt = torch.optim.Adam(model.parameters(), lr=0.01, fused=True)\n"
+        "rows = model.flat_rows(torch.arange(data.n_items))\n"
+        "H, T = torch.as_tensor(ex.history), torch.as_tensor(ex.target)\n"
+        "gen, ph = torch.Generator().manual_seed(0), [0.0, 0.0, 0.0]\n"
+        "for s in range(len(T) // 256):\n"
+        "    c0 = time.process_time()\n"
+        "    loss = _step_loss(cfg, model, H[s * 256:(s + 1) * 256], T[s * 256:(s + 1) * 256],\n"
+        "                      rows, None, gen)\n"
+        "    c1 = time.process_time()\n"
+        "    opt.zero_grad(set_to_none=True)\n"
+        "    loss.backward()\n"
+        "    c2 = time.process_time()\n"
+        "    opt.step()\n"
+        "    c3 = time.process_time()\n"
+        "    ph[0] += c1 - c0; ph[1] += c2 - c1; ph[2] += c3 - c2\n"
+        "ms = [1000 * x / (len(T) // 256) for x in ph]\n"
+        "print('Per phase, without the profiler (CPU ms per step, `_step_loss` + Adam):')\n"
+        "print()\n"
+        "print('| forward (loss) | backward | optimizer step | total |')\n"
+        "print('| ---: | ---: | ---: | ---: |')\n"
+        "print(f'| {ms[0]:.2f} | {ms[1]:.2f} | {ms[2]:.2f} | {sum(ms):.2f} |')\n"
+        "print()\n"
         "with profile() as p:\n"
         "    r = train_model(TwoTower(rng=0), ex, data.n_items, cfg, rng=0, progress=False)\n"
         "ev = p.key_averages()\n"
@@ -214,7 +245,9 @@ def step_markdown(n_items, measured, n_examples) -> list[str]:
     med = {
         k: (float(np.median([n / w for n, w, _ in v])), float(np.median([n / c for n, _, c in v])))
         for k, v in measured.items()
+        if k != "load"
     }
+    load_start, load_end = measured["load"]
     lines = [
         "",
         "## Training step beside a plain vectorised loop (issue 16, item 6)",
@@ -223,7 +256,8 @@ def step_markdown(n_items, measured, n_examples) -> list[str]:
         f"synthetic catalog of {n_items:,} items (10,000 asked; items without a positive "
         "dropped), 3,000 users, batch 256, 999 shared uniform negatives, model 3 x 1,000 x 64, "
         "MLP 64-64-64, cosine / 0.05, Adam, torch 1 thread. Medians; CPU = process CPU time "
-        "(the machine is shared, wall rates move with its load).",
+        f"(the machine is shared, wall rates move with its load: load average {load_start:.1f} "
+        f"at start, {load_end:.1f} at end, {os.cpu_count()} CPUs).",
         "",
         "| implementation | examples/s (wall) | examples/s (CPU) | per run (CPU) |",
         "| --- | ---: | ---: | --- |",
@@ -269,9 +303,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="median of this many runs")
     parser.add_argument("--markdown", type=Path, default=None, help="write results here")
     parser.add_argument("--step-examples", type=int, default=256 * 80)
-    parser.add_argument("--step-runs", type=int, default=3)
+    parser.add_argument("--step-runs", type=int, default=5)
     parser.add_argument("--step-only", action="store_true", help="only the step table")
     parser.add_argument("--profile", action="store_true", help="write PROFILE_recsys_step.md")
+    parser.add_argument("--profile-only", action="store_true", help="the profile, no table")
     parser.add_argument("--before-root", type=Path, default=None, help="older checkout")
     parser.add_argument("--threads-check", action="store_true", help="1 thread vs default")
     args = parser.parse_args()
@@ -280,11 +315,14 @@ def main() -> None:
         print({t: round(float(np.median(v)), 1) for t, v in res.items()}, os.getloadavg())
         return
     torch.set_num_threads(1)
-    if args.step_only:
+    if args.step_only or args.profile_only:
+        args.profile = args.profile or args.profile_only
+    if args.step_only and not args.profile_only:
         n_items, measured = step_comparison(args.step_examples, args.step_runs)
         lines = step_markdown(n_items, measured, args.step_examples)
         print("\n".join(lines))
-        if args.markdown is not None:
+    if args.step_only or args.profile_only:
+        if args.markdown is not None and not args.profile_only:
             old = args.markdown.read_text() if args.markdown.exists() else ""
             head = old.split("\n## Training step beside")[0].rstrip("\n")
             args.markdown.write_text(head + "\n" + "\n".join(lines) + "\n")
@@ -303,7 +341,11 @@ def main() -> None:
                 parts += ["## Before (the step as it was)", "", profile_step(args.before_root,
                           args.step_examples), ""]  # fmt: skip
             parts += ["## After (this checkout)", "", profile_step(None, args.step_examples), ""]
-            (ROOT / "benchmarks" / "PROFILE_recsys_step.md").write_text("\n".join(parts))
+            out = ROOT / "benchmarks" / "PROFILE_recsys_step.md"
+            reading = out.read_text().partition("\n## Reading it")[2] if out.exists() else ""
+            if reading:  # the hand-written reading of the figures is kept
+                parts += ["## Reading it" + reading.rstrip("\n"), ""]
+            out.write_text("\n".join(parts))
         return
     data = synthetic_movielens(3000, 1500, rng=0)
     examples = make_examples(data)

@@ -449,3 +449,141 @@ class SampledSoftmaxLoss(nn.Module):
             f"temperature={self.temperature}, correct_positive={self.correct_positive}, "
             f"reduction={self.reduction!r}"
         )
+
+
+def _hit_coordinates(positive_ids: Tensor, negative_ids: Tensor) -> tuple[Tensor, Tensor]:
+    """``(j, i)`` of every pair with ``negative_ids[j] == positive_ids[i]``, without a (M, B) pass.
+
+    Sorts the M negatives and looks each positive's run up by binary search; the
+    pairs are those of ``(negative_ids[:, None] == positive_ids[None, :]).nonzero()``, in
+    another order (tests/recsys/test_speed_step.py). Output sizes depend on the data, so
+    this synchronises a CUDA device; it is used on the CPU only.
+    """
+    ordered, perm = torch.sort(negative_ids)  # (M,)
+    lo = torch.searchsorted(ordered, positive_ids)  # (B,)
+    count = torch.searchsorted(ordered, positive_ids, right=True) - lo  # (B,) hits per row
+    rows = torch.repeat_interleave(torch.arange(positive_ids.shape[0]), count)  # (H,)
+    first = torch.repeat_interleave(lo - (torch.cumsum(count, 0) - count), count)  # (H,)
+    cols = perm[first + torch.arange(rows.shape[0])]  # (H,) negative index of each hit
+    return cols, rows
+
+
+def _mask_hits_(zt: Tensor, positive_ids: Tensor, negative_ids: Tensor, *, sparse: bool) -> None:
+    """Set ``zt[j, i] = -inf`` (in place) where ``negative_ids[j] == positive_ids[i]``.
+
+    ``sparse``: at the few hit coordinates (:func:`_hit_coordinates`, the CPU way);
+    otherwise one ``(M, B)`` comparison (no data-dependent sizes, the accelerator way).
+    """
+    if sparse:
+        hit = _hit_coordinates(positive_ids, negative_ids)  # (H,), (H,)
+        zt.index_put_(hit, zt.new_tensor(-math.inf))
+    else:
+        zt.masked_fill_(negative_ids.unsqueeze(1) == positive_ids.unsqueeze(0), -math.inf)
+
+
+_LOG2_E = 1.0 / math.log(2.0)
+
+
+class _SharedNegativesSoftmax(torch.autograd.Function):
+    """Loss of :func:`shared_negatives_loss` with a hand-written backward (one saved (M, B)).
+
+    The logits are computed in base 2 (``z * log2(e)``, the factor folded into the
+    query side) because ``exp2`` costs about half of ``exp`` on the CPU, and the
+    exponentials of the ``(M, B)`` logits are the most expensive elementwise pass.
+    """
+
+    @staticmethod
+    def forward(ctx, query, positives, negatives, log_q, positive_ids, negative_ids, temperature):  # noqa: D102
+        qs = query * (_LOG2_E / temperature)  # (B, d): log2(e)/tau folded into the query
+        pos = (qs * positives).sum(dim=1)  # (B,) positive logits (base 2), never corrected
+        # the logits of the negatives, stored transposed (M, B): the faster layout for
+        # the three matrix products here; the only (M, B) buffer, reused in place
+        zt = torch.mm(negatives, qs.T)  # (M, B)
+        if log_q is not None:
+            log_q = log_q.unsqueeze(1) if isinstance(log_q, Tensor) and log_q.ndim else log_q
+            zt.sub_(log_q * _LOG2_E)  # scalar or (M, 1)
+        if positive_ids is not None:  # accidental hits leave the softmax
+            _mask_hits_(zt, positive_ids, negative_ids, sparse=zt.device.type == "cpu")
+        m = torch.maximum(zt.amax(dim=0), pos) if zt.shape[0] else pos  # (B,) column maxima
+        zt.sub_(m).exp2_()  # (M, B) exp(z - max z)
+        e_pos = torch.exp2(pos - m)  # (B,)
+        total = zt.sum(dim=0) + e_pos  # (B,)
+        zt.div_(total)  # (M, B) softmax over the negatives
+        p_pos = e_pos / total  # (B,) softmax of the positive
+        ctx.save_for_backward(qs, positives, negatives, zt, p_pos)
+        ctx.temperature = temperature
+        return ((m - pos) / _LOG2_E + torch.log(total)).mean()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_loss):  # noqa: D102
+        qs, positives, negatives, softmax_t, p_pos = ctx.saved_tensors
+        scale = grad_loss / qs.shape[0]  # d mean / d loss_i
+        coef = ((p_pos - 1) * scale).unsqueeze(1)  # (B, 1): d loss / d positive logit
+        # d loss / d (q_i / tau) = sum_j P_ij n_j + (P_i+ - 1) p_i; qs = q log2(e) / tau
+        grad_qs = torch.mm(softmax_t.T, negatives).mul_(scale).add_(coef * positives)  # (B, d)
+        grad_negatives = torch.mm(softmax_t, qs).mul_(scale / _LOG2_E)  # (M, d)
+        grad_positives = coef * qs / _LOG2_E  # (B, d)
+        grads = (grad_qs / ctx.temperature, grad_positives, grad_negatives)
+        return (*grads, None, None, None, None)
+
+
+def shared_negatives_loss(
+    query: Tensor,
+    positives: Tensor,
+    negatives: Tensor,
+    log_q: float | Tensor | None = None,
+    *,
+    positive_ids: Tensor | None = None,
+    negative_ids: Tensor | None = None,
+    temperature: float = 1.0,
+) -> Tensor:
+    """Mean sampled-softmax loss of rows with their own positive and M shared negatives.
+
+    The loss that :func:`sampled_softmax_loss` gives on the candidate set of
+    :func:`recsys.negatives.sampled_softmax_candidates` (the other rows' positives
+    masked, the positive uncorrected, accidental hits removed when the ids are given),
+    computed without the ``B`` masked columns and with a hand-written backward: one
+    ``(M, B)`` buffer, reused in place for the logits, their exponentials and the
+    softmax that the backward needs.
+
+    Parameters
+    ----------
+    query : Tensor
+        ``(B, d)`` query (user) embeddings.
+    positives : Tensor
+        ``(B, d)`` embedding of each row's positive.
+    negatives : Tensor
+        ``(M, d)`` negatives shared by the batch.
+    log_q : float or Tensor, optional
+        log Q of the negatives: a scalar (e.g. ``log(M / N)`` for uniform draws) or
+        ``(M,)``; subtracted from their logits. No gradient flows to it.
+    positive_ids, negative_ids : Tensor, optional
+        ``(B,)`` and ``(M,)`` int64 item ids; when given, a negative equal to the row's
+        positive (an accidental hit) is left out of that row's softmax.
+    temperature : float, default 1.0
+        ``tau`` > 0; logits are ``<query, item> / tau``.
+
+    Returns
+    -------
+    Tensor
+        Scalar: the mean over rows of ``-z_i+ + log(exp z_i+ + sum_{j not hit} exp z_ij)``.
+
+    Notes
+    -----
+    ``z_i+ = <q_i, p_i> / tau``, ``z_ij = <q_i, n_j> / tau - log Q_j`` (docs/theory.md §4;
+    Jean et al. 2015, eq. 11). The gradient with respect to the logits is the softmax
+    minus the one-hot of the positive, so the backward is two matrix products with the
+    saved softmax. Inputs are not validated (the caller's job, as in training steps).
+
+    Examples
+    --------
+    >>> q, pos, neg = torch.eye(2), torch.eye(2), torch.eye(2).flip(0)
+    >>> round(float(shared_negatives_loss(q, pos, neg, temperature=0.5)), 4)
+    0.7586
+    """
+    if (positive_ids is None) != (negative_ids is None):
+        raise ValueError("`positive_ids` and `negative_ids` must be given together or not at all.")
+    return _SharedNegativesSoftmax.apply(
+        query, positives, negatives, log_q, positive_ids, negative_ids, temperature
+    )

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from recsys._bag_kernels import _scatter_rows_kernel, _scatter_weighted_rows_kernel
 from sim import as_seed_sequence
 
 __all__ = ["TwoTower", "hash_ids", "splitmix64"]
@@ -112,6 +113,89 @@ def hash_ids(ids: Tensor, salt: int, n_rows: int) -> Tensor:
     offset = _signed((int(salt) + 1) * (_GOLDEN & _MASK64))
     z = splitmix64(ids.to(torch.int64) + offset)
     return _shr(z, 1) % int(n_rows)
+
+
+class _BagSum(torch.autograd.Function):
+    """(Weighted) sums of table rows whose backward scatters without sorting (CPU)."""
+
+    @staticmethod
+    def forward(ctx, table: Tensor, rows: Tensor, weights: Tensor | None) -> Tensor:  # noqa: D102
+        ctx.save_for_backward(rows, weights)
+        ctx.n_rows = table.shape[0]
+        return nn.functional.embedding_bag(rows, table, mode="sum", per_sample_weights=weights)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out: Tensor):  # noqa: D102
+        rows, weights = ctx.saved_tensors
+        grad_out = grad_out.contiguous()  # (K, d)
+        grad = grad_out.new_zeros(ctx.n_rows, grad_out.shape[1])  # (R, d)
+        if weights is None:
+            _scatter_rows_kernel(grad.numpy(), rows.numpy(), grad_out.numpy())
+        else:
+            _scatter_weighted_rows_kernel(
+                grad.numpy(), rows.numpy(), weights.contiguous().numpy(), grad_out.numpy()
+            )
+        return grad, None, None
+
+
+def _compile_bag_kernels(dtype: torch.dtype) -> None:
+    """Run the backward kernels once on tiny inputs of ``dtype``.
+
+    numba compiles them (or loads its on-disk cache) at the first call; training calls
+    this before its clock starts, so that it times steps, not compilation.
+    """
+    if dtype not in (torch.float32, torch.float64):
+        return
+    grad = torch.zeros(1, 1, dtype=dtype).numpy()
+    rows = np.zeros((1, 1), dtype=np.int64)
+    _scatter_rows_kernel(grad, rows, grad)
+    _scatter_weighted_rows_kernel(grad, rows, grad, grad)
+
+
+def _bag_sum(table: Tensor, rows: Tensor, weights: Tensor | None = None) -> Tensor:
+    """Sum of (weighted) rows of ``table`` per bag: ``out[k] = sum_s w[k, s] table[rows[k, s]]``.
+
+    Parameters
+    ----------
+    table : torch.Tensor, shape (R, d)
+        Embedding rows (e.g. the model's tables viewed as ``(n_tables * n_rows, dim)``).
+    rows : torch.Tensor of int64, shape (K, S)
+        Row indices of each of the ``K`` bags, in ``[0, R)``.
+    weights : torch.Tensor, shape (K, S), optional
+        Per-slot weights (``None``: all 1).
+
+    Returns
+    -------
+    torch.Tensor, shape (K, d)
+        The same values as ``torch.nn.functional.embedding_bag(rows, table, mode="sum",
+        per_sample_weights=weights)``.
+
+    Notes
+    -----
+    On the CPU, when ``table`` needs a gradient, the backward pass is one numba loop
+    that adds each bag's gradient to its rows of a dense ``(R, d)`` gradient, in bag
+    order (deterministic); torch's own EmbeddingBag backward sorts the ``K * S``
+    indices first, which made it the most expensive operation of a training step
+    (``benchmarks/PROFILE_recsys_step.md``). Elsewhere (CUDA, no gradient) it is
+    torch's EmbeddingBag.
+
+    Examples
+    --------
+    >>> table = torch.arange(6.0).reshape(3, 2)
+    >>> _bag_sum(table, torch.tensor([[0, 2], [1, 1]]))
+    tensor([[4., 6.],
+            [4., 6.]])
+    """
+    if (
+        table.requires_grad
+        and torch.is_grad_enabled()
+        and table.device.type == "cpu"
+        and table.dtype in (torch.float32, torch.float64)
+        and (weights is None or weights.dtype == table.dtype)
+    ):
+        return _BagSum.apply(table, rows.to(torch.int64).contiguous(), weights)
+    return nn.functional.embedding_bag(rows, table, mode="sum", per_sample_weights=weights)
 
 
 def _validate_two_tower(
@@ -258,7 +342,7 @@ class TwoTower(nn.Module):
     def _embedding_from_rows(self, rows: Tensor, weights: Tensor | None = None) -> Tensor:
         """Sum over the last axis of ``rows`` (K, S) of (weighted) table rows -> (K, dim)."""
         flat = self.tables.view(-1, self.dim)  # (T * R, d)
-        return nn.functional.embedding_bag(rows, flat, mode="sum", per_sample_weights=weights)
+        return _bag_sum(flat, rows, weights)
 
     def item_embedding(self, items: Tensor) -> Tensor:
         """Sum of the item's hashed rows over the tables (before any normalisation).

@@ -46,8 +46,8 @@ from tqdm import tqdm
 
 from recsys import distributed
 from recsys.data import Examples
-from recsys.losses import sampled_softmax_loss, softmax_loss_from_logits
-from recsys.model import TwoTower
+from recsys.losses import sampled_softmax_loss, shared_negatives_loss, softmax_loss_from_logits
+from recsys.model import TwoTower, _compile_bag_kernels
 from recsys.negatives import sample_uniform_negatives
 from sim import RngLike, as_seed_sequence, child_sequences
 
@@ -267,7 +267,8 @@ def _step_loss(
     """
     n_items = item_rows.shape[0]
     b = target.shape[0]
-    user = model.user_vector_from_rows(item_rows[history.clamp_min(0)], history >= 0)  # (B, d)
+    hist_rows = item_rows.index_select(0, history.clamp_min(0).reshape(-1))  # (B L, T)
+    user = model.user_vector_from_rows(hist_rows.view(b, -1, item_rows.shape[1]), history >= 0)
     method = config.base_method
     tau = config.temperature
     if method == "full":
@@ -275,17 +276,15 @@ def _step_loss(
         return softmax_loss_from_logits(user @ items.T / tau, target, validate=False)
     n_random = config.n_negatives if method != "inbatch" else 0
     negatives = sample_uniform_negatives(n_random, n_items, generator=gen, device=target.device)
-    both = model.item_vector_from_rows(item_rows[torch.cat([target, negatives])])  # (B + B', d)
+    cand_rows = item_rows.index_select(0, torch.cat([target, negatives]))  # (B + B', T)
+    both = model.item_vector_from_rows(cand_rows)  # (B + B', d)
     if method == "sampled":
-        scaled = user / tau  # (B, d): 1/tau folded into the user side, one (B, d) op
-        pos_logit = (scaled * both[:b]).sum(dim=1, keepdim=True)  # (B, 1)
-        neg_logit = scaled @ both[b:].T  # (B, B')
-        if config.logq:  # log Q = log(B'/N), the expected count of each uniform negative
-            neg_logit = neg_logit - math.log(max(negatives.shape[0], 1) / n_items)
-        hits = negatives.unsqueeze(0) == target.unsqueeze(1)  # (B, B') accidental hits
-        logits = torch.cat([pos_logit, neg_logit.masked_fill(hits, -math.inf)], dim=1)
-        labels = torch.zeros(b, dtype=torch.int64, device=target.device)
-        return softmax_loss_from_logits(logits, labels, validate=False)  # (B, 1 + B') logits
+        # log Q = log(B'/N), the expected count of each uniform negative
+        log_q = math.log(max(negatives.shape[0], 1) / n_items) if config.logq else None
+        return shared_negatives_loss(
+            user, both[:b], both[b:], log_q, positive_ids=target, negative_ids=negatives,
+            temperature=tau,
+        )  # fmt: skip  # (B, 1 + B') logits, accidental hits removed, one (B', B) buffer
     correction = config.correction if config.logq else "none"
     # in-batch and mixed: the candidates are the *global* batch's positives (every
     # process's, gathered; the batch itself in one process), see recsys.distributed;
@@ -381,7 +380,11 @@ def train_model(
     Each step: user vectors ``u = model.user_vector(history)`` (B, d); a candidate set
     (module table); loss of :func:`recsys.losses.sampled_softmax_loss` with
     ``temperature=config.temperature`` and the builders' default accidental-hit
-    masking (``correct_positive=False``); one (fused) Adam step. The catalog is hashed
+    masking (``correct_positive=False``); one (fused) Adam step. ``sampled`` computes
+    that loss with :func:`recsys.losses.shared_negatives_loss` (the same value and
+    gradient, one (B', B) buffer), and on the CPU the hashed-table lookups have a
+    sort-free backward (``recsys.model``), whose numba kernels are compiled before the
+    clock starts. The catalog is hashed
     once per call; inputs are validated before training and the parameters checked for
     NaN after each epoch, so a step never synchronises with the host. With
     ``frequency="streaming"`` a batch's p is read before the batch is recorded.
@@ -412,6 +415,8 @@ def train_model(
     # fused Adam: one kernel for all parameters, same update as the default (foreach) one
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, fused=True)
     item_rows = model.flat_rows(torch.arange(n_items, device=dev))  # (N, T), hashed once
+    if dev.type == "cpu":  # JIT-compile (or load) the embedding backward before timing
+        _compile_bag_kernels(model.tables.dtype)
     history_all = torch.as_tensor(examples.history, device=dev)  # (n, L)
     target_all = torch.as_tensor(examples.target, device=dev)  # (n,)
     shares: Callable[[torch.Tensor], torch.Tensor] | None = None
@@ -444,7 +449,8 @@ def train_model(
             for step in range(steps_per_epoch):
                 rows = order[step * config.batch_size : (step + 1) * config.batch_size]  # (B,)
                 rows = rows[my_rank * local_batch : (my_rank + 1) * local_batch]  # (B/N,)
-                history, target = history_all[rows], target_all[rows]  # (B/N, L), (B/N,)
+                history = history_all.index_select(0, rows)  # (B/N, L)
+                target = target_all.index_select(0, rows)  # (B/N,)
                 loss = _step_loss(config, model, history, target, item_rows, shares, neg_gen)
                 if streaming is not None:  # read, then update: Q never counts its own batch
                     # with the global batch's ids: the same state on every process
