@@ -9,7 +9,7 @@ import pytest
 from matplotlib.figure import Figure
 from scipy import stats
 
-from validation import ab_checks, ab_mc
+from validation import ab_checks, ab_coverage, ab_mc, ab_samples
 from validation.core import RunContext, get_check
 from validation.mc import two_sided_tail
 
@@ -59,7 +59,7 @@ def test_variance_and_sd_ratio_bands_cover_known_values():
 
 
 def test_exact_t_coverage_matches_scipy():
-    assert ab_checks._exact_t_coverage(20) == pytest.approx(
+    assert ab_coverage._exact_t_coverage(20) == pytest.approx(
         stats.t.cdf(1.959963984540054, 38) - stats.t.cdf(-1.959963984540054, 38)
     )
 
@@ -71,7 +71,7 @@ def test_coverage_moments_rejects_unknown_distribution():
 
 def test_mean_metric_sums_are_exact_in_distribution():
     ss = np.random.SeedSequence(3)
-    sy, syy = ab_checks._mean_metric_sums("normal", 10.0, 20, 4000, ss)
+    sy, syy = ab_samples._mean_metric_sums("normal", 10.0, 20, 4000, ss)
     s2 = (syy - sy**2 / 20) / 19
     # sample variance of N(10, 5^2) data: mean 25, chi2 with 19 df scaled
     assert abs(s2.mean() - 25.0) <= 4 * 25.0 * math.sqrt(2 / 19) / math.sqrt(4000)
@@ -109,7 +109,7 @@ def test_delta_coverage_quick_profile_holds(coverage_results):
 
 
 def test_delta_coverage_fails_for_a_too_narrow_interval(monkeypatch):
-    real = ab_checks._interval
+    real = ab_coverage._interval
 
     def narrow(sample, method):
         lo, hi = real(sample, method)
@@ -118,7 +118,7 @@ def test_delta_coverage_fails_for_a_too_narrow_interval(monkeypatch):
         mid, half = (lo + hi) / 2, (hi - lo) / 2
         return mid - 0.8 * half, mid + 0.8 * half  # z 1.57 instead of 1.96
 
-    monkeypatch.setattr(ab_checks, "_interval", narrow)
+    monkeypatch.setattr(ab_coverage, "_interval", narrow)
     cells, _ = ab_checks.coverage_table(CTX, n_replicates=1000)
     c = next(
         c for c in cells if c.dist == "poisson" and c.n_per_arm == 2000 and c.method == "absolute"
