@@ -24,6 +24,9 @@ from typing import Any
 
 from validation.mutants_catalogue import MUTANTS, Mutant, Wrapper
 
+#: Suffix of a killer that is a check raising (not a failing cell).
+RAISED = " (raised)"
+
 __all__ = [
     "MUTANTS",
     "Mutant",
@@ -66,9 +69,6 @@ def swapped(mutant: Mutant) -> Iterator[None]:
             setattr(place, attr, value)
 
 
-# ----------------------------------------------------------------------- wrappers
-
-
 @dataclass(frozen=True, slots=True)
 class MutantOutcome:
     """What the report did under one mutant."""
@@ -81,6 +81,17 @@ class MutantOutcome:
     def killed(self) -> bool:
         """True when at least one cell failed (or a check raised)."""
         return bool(self.killed_by)
+
+    @property
+    def kill(self) -> str:
+        """Return how the mutant died: ``"cells"``, ``"raised"`` or ``""`` (survived).
+
+        ``"cells"``: a cell failed its claim or its control; ``"raised"``: only checks
+        raising killed it.
+        """
+        if any(not name.endswith(RAISED) for name in self.killed_by):
+            return "cells"
+        return "raised" if self.killed_by else ""
 
 
 def select_mutants(only: Sequence[str] | None) -> list[Mutant]:
@@ -105,7 +116,7 @@ def run_mutant(mutant: Mutant, *, profile: str = "quick", seed: int | None = Non
     killed: list[str] = []
     for outcome in run.outcomes:
         if outcome.error is not None:
-            killed.append(f"{outcome.check.name} (raised)")
+            killed.append(f"{outcome.check.name}{RAISED}")
         for res in outcome.results:
             if cell_problems(outcome.check, res):
                 killed.append(res.name)

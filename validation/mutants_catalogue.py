@@ -418,7 +418,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "estimators.ratio:ratio_test_from_moments",
         "relative=True ignored: the absolute difference returned as the lift",
         _with_kwargs(relative=False),
-        ("delta-coverage",),
+        ("delta-coverage", "power-calibration"),
     ),
     Mutant(
         "sample-size-21pct-small",
