@@ -46,11 +46,6 @@ def _cover(est: np.ndarray, se: np.ndarray, truth: np.ndarray | float) -> np.nda
     return np.abs(est - truth) <= _Z95 * se
 
 
-def _arm_var(m: RatioMoments) -> np.ndarray:
-    """Within-arm variance (ddof 1) over n of a mean metric: the plain s.e. squared."""
-    return (m.sum_vv - m.sum_v**2 / m.n) / (m.n - 1) / m.n
-
-
 def _adjusted_arm_vars(
     mt: RatioMoments, mc: RatioMoments, theta: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -70,7 +70,6 @@ from sim._seed import child_sequences
 from validation.core import CheckResult, RunContext, register
 from validation.cuped_cells import (
     _adjusted_arm_vars,
-    _arm_var,
     _arr,
     _bias_result,
     _Cell,
@@ -91,6 +90,7 @@ from validation.cuped_query import PUBLISHED_QUERY, check_cuped_query, plot_quer
 from validation.shipped import Shipped
 
 ratio_test_from_moments = Shipped("estimators.ratio", "ratio_test_from_moments")
+linearize_ratio = Shipped("estimators.ratio", "linearize_ratio")
 
 __all__ = [
     "CALIBRATION_CELLS",
@@ -138,8 +138,8 @@ def _query_cells(ctx: RunContext, r: int) -> list[_Cell]:
         return pilot_variance_ratio((py[parms[0]], py[parms[1]]), xs, _CAL_USERS)
 
     plain_mt, plain_mc = qm.arm(1, None), qm.arm(0, None)
-    plain = _arr(ratio_test_from_moments(plain_mt, plain_mc, ddof=1).estimate)
-    plain_se = np.sqrt(_arm_var(plain_mt) + _arm_var(plain_mc))
+    plain_res = ratio_test_from_moments(plain_mt, plain_mc, ddof=1)
+    plain, plain_se = _arr(plain_res.estimate), _arr(plain_res.std_error)
     post_t, post_c = qm.arm(1, _DESIGNS["post"]), qm.arm(0, _DESIGNS["post"])
     post, _ = _cuped(post_t, post_c)
     post_q = shrinkage_q(post_t, post_c)
@@ -259,12 +259,11 @@ def _ratio_pilot_n(scenario: Any, n_users: int, ss) -> tuple[float, float, float
     data = sim.simulate_clicks(scenario, (n_users, n_users), rng=ss)
     v, m = data.clicks.astype(np.float64), data.views.astype(np.float64)
     pv, pm = data.pre_clicks.astype(np.float64), data.pre_views.astype(np.float64)
-    w = pv / pm.mean() - pv.mean() / pm.mean() ** 2 * pm
+    w = linearize_ratio(pv, pm)  # pre-period CTR, linearised at the pooled means
     ys, xs = [], []
     for a in (0, 1):
         sel = data.arm == a
-        r_a = v[sel].sum() / m[sel].sum()
-        ys.append((v[sel] - r_a * m[sel]) / m[sel].mean())
+        ys.append(linearize_ratio(v[sel], m[sel]))  # the arm's CTR, at its own means
         xs.append(w[sel][:, None])
     return pilot_variance_ratio((ys[0], ys[1]), (xs[0], xs[1]), _CAL_USERS)
 

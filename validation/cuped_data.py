@@ -213,14 +213,7 @@ def shrinkage_q(
     ss_c = moments_c.sum_xx - nc[:, None, None] * mx_c[:, :, None] * mx_c[:, None, :]
     k = mx_t.shape[-1]
     pooled = (moments_t.sum_x + moments_c.sum_x) / n[:, None]
-    paired = {c for pair in pairs for c in pair}
-    single = [j for j in range(k) if j not in paired]
-    B = np.zeros((nt.size, len(pairs) + len(single), k))
-    for r, (i, j) in enumerate(pairs):
-        B[:, r, i] = 1.0 / pooled[:, j]
-        B[:, r, j] = -pooled[:, i] / pooled[:, j] ** 2
-    for r, j in enumerate(single, start=len(pairs)):
-        B[:, r, j] = 1.0
+    B = ratio_covariate_matrix(pooled, list(pairs), k)  # the shipped transform
     d = (B @ (mx_t - mx_c)[:, :, None])[:, :, 0]
     sw = B @ (ss_t + ss_c) @ np.swapaxes(B, 1, 2)
     sw_pinv = np.linalg.pinv(sw, rtol=1e-10, hermitian=True)
