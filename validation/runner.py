@@ -61,7 +61,7 @@ from validation.runner_io import (  # noqa: F401 - re-exported: the CLI and the 
 DEFAULT_SEED: int = 20180819
 
 #: Wall-clock budget of the ``quick`` profile, seconds, on 2 cores (a note, not a verdict).
-QUICK_BUDGET_S: float = 180.0
+QUICK_BUDGET_S: float = 60.0
 
 
 _SCHEMA_VERSION = 1
