@@ -84,6 +84,17 @@ def coverage_results():
     return ab_checks.check_delta_coverage(CTX)
 
 
+def test_light_tailed_fieller_cells_claim_the_exact_z_coverage(coverage_results):
+    """Fieller uses z: at n = 20 and 50 its reference is P(|t_2n-2| < 1.96), not 0.95."""
+    cells = [
+        r for r in coverage_results if r.extra["kind"] == "fieller" and r.extra["dist"] != "heavy"
+    ]
+    assert len(cells) == 6
+    for r in cells:
+        assert r.expected == pytest.approx(ab_coverage._exact_t_coverage(r.extra["n_per_arm"]))
+        assert r.expected < 0.95
+
+
 def test_delta_coverage_quick_profile_holds(coverage_results):
     kinds = {r.extra["kind"] for r in coverage_results}
     assert kinds == {"calibrated", "exact", "under", "fieller", "bias", "separation"}
