@@ -532,7 +532,7 @@ def _cmd_mutants(args: argparse.Namespace) -> int:
         return EXIT_OK
     if not _load([]):
         return EXIT_FAILED
-    print(f"{'mutant':<36} {'state':<9} {'s':>6}  killing cells", flush=True)
+    print(f"{'mutant':<36} {'state':<9} {'kill':<6} {'s':>6}  killing cells", flush=True)
     rows = []
     try:
         for m in mutants:
@@ -541,13 +541,17 @@ def _cmd_mutants(args: argparse.Namespace) -> int:
             cells = ", ".join(outcome.killed_by[:4]) + (
                 f" (+{len(outcome.killed_by) - 4})" if len(outcome.killed_by) > 4 else ""
             )
-            print(f"{m.name:<36} {state:<9} {outcome.elapsed_s:>6.1f}  {cells}", flush=True)
+            print(
+                f"{m.name:<36} {state:<9} {outcome.kill:<6} {outcome.elapsed_s:>6.1f}  {cells}",
+                flush=True,
+            )
             rows.append(
                 {
                     "mutant": m.name,
                     "target": m.target,
                     "description": m.description,
                     "killed_by": list(outcome.killed_by),
+                    "kill": outcome.kill,
                     "elapsed_s": outcome.elapsed_s,
                 }
             )

@@ -98,7 +98,7 @@ def pilot_sigma(batch_sigmas) -> tuple[float, float]:
     return float(np.sqrt(np.mean(sig**2))), float(np.std(sig, ddof=1) / math.sqrt(sig.size))
 
 
-def run_blocks(block, n_replicates: int, ss, block_size: int) -> list:
+def run_blocks(block, n_replicates: int, ss, block_size: int, *, progress=None) -> list:
     """Run ``block(start, stop, seed_sequence)`` over fixed-size replicate blocks, in order.
 
     The one replicate-block loop of the suite, and so the single place to fan the blocks
@@ -116,6 +116,8 @@ def run_blocks(block, n_replicates: int, ss, block_size: int) -> list:
         Seed key of the cell or scenario (:meth:`validation.core.RunContext.seed_sequence`).
     block_size : int
         Replicates per block (>= 1), fixed for determinism.
+    progress : callable or None
+        ``progress(k)`` after each task of the backend, ``k`` the blocks it ran.
 
     Returns
     -------
@@ -144,6 +146,7 @@ def run_blocks(block, n_replicates: int, ss, block_size: int) -> list:
         n_blocks,
         args=(block, n_replicates, ss, block_size),
         backend=serial_unless_distributed(),
+        progress=progress,
     )
     return [result for part in parts for result in part]
 

@@ -1,10 +1,14 @@
 """Monte Carlo check of power and sample size for a ratio metric (docs/theory.md §2).
 
 ``power-calibration``: at the sample size the formula gives (normal, Lehr's rule,
-unequal allocation, a larger effect on the docs/theory.md §2 reference scenario; and a
-heavy-tailed cell: beta-binomial user CTRs with lognormal-Poisson views), the share of simulated
-experiments whose delta-method z-test rejects at alpha = 0.05 equals the exact normal
-power at that size, within ``z`` Monte Carlo s.e. of the claimed power. The sigma is
+unequal allocation, a larger effect and a relative lift on the docs/theory.md §2
+reference scenario; and a heavy-tailed cell: beta-binomial user CTRs with
+lognormal-Poisson views), run with the allocation asked (``ratio`` times
+``n_control`` treated users), the share of simulated experiments whose delta-method
+z-test rejects at alpha = 0.05 reaches the target power 0.80, within ``z`` Monte Carlo
+s.e. (plus the deterministic overshoot of rounding n up, and of Lehr's rule). The
+relative-lift cell takes sigma, the test and the effect on the lift's scale
+(``ratio_test_from_moments(..., relative=True)``). The sigma is
 the s.d. of the linearised metric L_i (docs/theory.md, delta method), estimated from a
 pilot of 16 batches per arm (4,000,000 users per arm in the full profile, 400,000 in
 quick); the power error its own Monte Carlo s.e. induces
@@ -46,7 +50,7 @@ sample_size = Shipped("estimators.power", "sample_size")
 mde = Shipped("estimators.power", "mde")
 ratio_test_from_moments = Shipped("estimators.ratio", "ratio_test_from_moments")
 
-__all__ = ["POWER_CELLS", "plot_power", "scenario_sigma"]
+__all__ = ["POWER_CELLS", "RELATIVE_CELLS", "plot_power", "scenario_sigma"]
 
 _TARGET_POWER = 0.8
 _ALPHA = 0.05
@@ -75,7 +79,10 @@ POWER_CELLS: tuple[tuple[str, Any, str, float, str], ...] = (
         1.0,
         "binomial",
     ),
+    ("reference/relative-lift", lambda: sim.ReferenceCtr(), "normal", 1.0, "denominator-fixed"),
 )
+#: Cells sized and tested on the relative lift ``R_T / R_C - 1`` (the rest: the difference).
+RELATIVE_CELLS: frozenset[str] = frozenset({"reference/relative-lift"})
 
 _CONTROL_NAMES = {
     "denominator-fixed": "sigma = sd(clicks)/mean(views) (denominator treated as fixed)",
@@ -91,7 +98,11 @@ def _binomial_sigma(scenario: Any) -> float:
 
 
 def scenario_sigma(
-    scenario: Any, ss: np.random.SeedSequence, pilot_users: int = _PILOT_USERS
+    scenario: Any,
+    ss: np.random.SeedSequence,
+    pilot_users: int = _PILOT_USERS,
+    *,
+    relative: bool = False,
 ) -> tuple[float, float, float]:
     """(sigma of L, its Monte Carlo s.e., wrong sigma sd(V)/mean(M)) from a large pilot.
 
@@ -103,29 +114,37 @@ def scenario_sigma(
     linearised metric; :func:`validation.mc.pilot_sigma` pools the batches. On
     heavy-tailed views a small pilot matters: 50,000 users per arm put sigma 3.5 % off,
     which moves the power at the formula's n from 0.80 to 0.82.
+
+    With ``relative=True`` the s.e. is that of the lift ``R_T / R_C - 1``
+    (``ratio_test_from_moments(..., relative=True)``), so sigma is the per-user s.d. in
+    lift units (``se(lift) = sigma sqrt(2 / n)``) and the wrong sigma is divided by the
+    control CTR.
     """
     if pilot_users < 2:
         raise ValueError(f"`pilot_users` must be >= 2; got {pilot_users!r}.")
     mom = sim.simulate_moments(scenario, (pilot_users, pilot_users), PILOT_BATCHES, rng=ss)
     mc = RatioMoments.from_simulator(mom, 0, covariates=False)
     mt = RatioMoments.from_simulator(mom, 1, covariates=False)
-    se = np.asarray(ratio_test_from_moments(mt, mc, ddof=1).std_error, dtype=np.float64)
+    res = ratio_test_from_moments(mt, mc, relative=relative, ddof=1)
+    se = np.asarray(res.std_error, dtype=np.float64)
     sigma, sigma_se = pilot_sigma(se * math.sqrt(pilot_users / 2.0))  # (batches,)
     n, sv, sm, svv = (
         np.asarray(getattr(mom, k), dtype=np.float64).sum(axis=0)
         for k in ("n", "sum_v", "sum_m", "sum_vv")
     )  # each (2,)
     wrong = np.sqrt((svv - sv * sv / n) / (n - 1.0)) / (sm / n)
+    if relative:
+        wrong = wrong / (sv[0] / sm[0])
     return sigma, sigma_se, float(np.sqrt((wrong**2).mean()))
 
 
 def _simulated_power(
-    scenario: Any, n_c: int, n_t: int, r: int, ss: np.random.SeedSequence
+    scenario: Any, n_c: int, n_t: int, r: int, ss: np.random.SeedSequence, relative: bool
 ) -> np.ndarray:
     mom = sim.simulate_moments(scenario, (n_c, n_t), r, rng=ss)
     mc = RatioMoments.from_simulator(mom, 0, covariates=False)
     mt = RatioMoments.from_simulator(mom, 1, covariates=False)
-    res = ratio_test_from_moments(mt, mc, relative=False, ddof=1)
+    res = ratio_test_from_moments(mt, mc, relative=relative, ddof=1)
     return np.asarray(res.pvalue, dtype=np.float64)
 
 
@@ -163,9 +182,10 @@ def plot_power(results: list[CheckResult]):
     "power-calibration",
     claim=(
         "At the per-arm n from sample_size (normal and Lehr, allocation 1 and 2, effects "
-        "0.01 and 0.02, on the theory.md §2 reference scenario; and heavy-tailed lognormal views "
-        "with beta-distributed user CTRs) the simulated power of the delta z-test equals the "
-        "exact normal power at that n (0.80-0.81) within z = 4 Monte Carlo s.e.; sizing with "
+        "0.01 and 0.02, and the relative lift sized and tested on the lift, on the theory.md §2 "
+        "reference scenario; and heavy-tailed lognormal views with beta-distributed user "
+        "CTRs), run with the allocation asked, the simulated power of the delta z-test "
+        "reaches the target 0.80 within z = 4 Monte Carlo s.e.; sizing with "
         "sd(clicks)/mean(views), or on the heavy-tailed cell with the naive binomial sigma "
         "(controls), misses it."
     ),
@@ -184,31 +204,39 @@ def check_power(ctx: RunContext) -> list[CheckResult]:
         scen = make()
         ss = ctx.seed_sequence(f"power-calibration/{cell}")
         ss_pilot, ss_sim, ss_ctrl = child_sequences(ss, 3)
-        key = repr(scen)
+        relative = cell in RELATIVE_CELLS
+        key = (repr(scen), relative)
         if key not in sigmas:  # one pilot per scenario, seeded by the first cell using it
-            sigmas[key] = scenario_sigma(scen, ss_pilot, pilot_users)
+            sigmas[key] = scenario_sigma(scen, ss_pilot, pilot_users, relative=relative)
         sigma, sigma_se, wrong_sigma = sigmas[key]
         if control == "binomial":
             wrong_sigma = _binomial_sigma(scen)
-        delta = scen.truth().difference
+        truth = scen.truth()
+        delta = truth.relative_lift if relative else truth.difference
         size = sample_size(
             sigma, delta, alpha=_ALPHA, power=_TARGET_POWER, ratio=ratio, method=method
         )
-        # The claim is the *target* power: the formula's power at the n that came back
-        # would follow a wrong sample_size. Rounding n up (or Lehr's 16 for 15.7) may
-        # overshoot the target; that deterministic overshoot, never a shortfall, joins
-        # the tolerance.
+        # The experiment run is the one asked for: n_control from sample_size and
+        # `ratio` times as many treated users (the user's allocation, not whatever
+        # n_treatment came back). The claim is the *target* power: the formula's power
+        # at the n that came back would follow a wrong sample_size. Rounding n up may
+        # overshoot the target, and so may Lehr's rule (16 for 15.7) at its own n; that
+        # deterministic overshoot, never a shortfall, joins the tolerance.
+        n_c = size.n_control
+        n_t = math.ceil(ratio * n_c)
         expected = _TARGET_POWER
-        at_n = float(formula_power(sigma, delta, size, alpha=_ALPHA, ratio=ratio))
-        p = _simulated_power(scen, size.n_control, size.n_treatment, r, ss_sim)
+        at_n = float(formula_power(sigma, delta, n_c, alpha=_ALPHA, ratio=n_t / n_c))
+        at_exact = float(formula_power(sigma, delta, size.n_exact, alpha=_ALPHA, ratio=ratio))
+        p = _simulated_power(scen, n_c, n_t, r, ss_sim, relative)
         band = rejection_rate(p, alpha=_ALPHA, expected=expected, z=ctx.z)
         # The n came from the pilot's sigma, not the true one: the power at that n moves
         # by |dP/dsigma| * s.e.(sigma); fold it into the band in quadrature.
         dp_dsigma = (
-            float(formula_power(sigma + sigma_se, delta, size, alpha=_ALPHA, ratio=ratio))
-            - float(formula_power(sigma - sigma_se, delta, size, alpha=_ALPHA, ratio=ratio))
+            float(formula_power(sigma + sigma_se, delta, n_c, alpha=_ALPHA, ratio=n_t / n_c))
+            - float(formula_power(sigma - sigma_se, delta, n_c, alpha=_ALPHA, ratio=n_t / n_c))
         ) / 2.0
-        overshoot = max(0.0, at_n - expected)
+        rule_overshoot = max(0.0, at_exact - expected) if method == "lehr" else 0.0
+        overshoot = max(0.0, at_n - at_exact) + rule_overshoot
         tolerance = math.hypot(band.tolerance, ctx.z * dp_dsigma) + overshoot
         wrong = sample_size(
             wrong_sigma, delta, alpha=_ALPHA, power=_TARGET_POWER, ratio=ratio, method=method
@@ -217,7 +245,8 @@ def check_power(ctx: RunContext) -> list[CheckResult]:
         # band of about +-0.05): a tenth of the replicates puts its own s.e. at <= 0.05
         # (0.012 at 0.99) in the quick profile, and it runs at the wrong sigma's n,
         # 2.4 times the right one on the reference scenario
-        pc = _simulated_power(scen, wrong.n_control, wrong.n_treatment, r // 10, ss_ctrl)
+        wrong_t = math.ceil(ratio * wrong.n_control)
+        pc = _simulated_power(scen, wrong.n_control, wrong_t, r // 10, ss_ctrl, relative)
         ctrl = rejection_rate(pc, alpha=_ALPHA, expected=expected, z=ctx.z)
         out.append(
             CheckResult(
@@ -225,15 +254,21 @@ def check_power(ctx: RunContext) -> list[CheckResult]:
                 claim=(
                     f"simulated power = target {expected:.2f} ± z s.e. (+ rounding "
                     f"overshoot {overshoot:.4f}) at n from {method}"
+                    + (" (lift test, n sized on the lift)" if relative else "")
                 ),
-                scenario={**scen.to_dict(), "sample_size_method": method, "ratio": ratio},
+                scenario={
+                    **scen.to_dict(),
+                    "sample_size_method": method,
+                    "ratio": ratio,
+                    "estimand": "relative" if relative else "difference",
+                },
                 figure=band.figure,
                 expected=expected,
                 tolerance=tolerance,
                 n_replicates=r,
                 seed=int(ss.entropy),
                 negative_control=NegativeControl(
-                    _CONTROL_NAMES[control],
+                    _CONTROL_NAMES[control] + (" / control CTR (lift units)" if relative else ""),
                     ctrl.figure,
                 ),
                 extra={
@@ -243,8 +278,9 @@ def check_power(ctx: RunContext) -> list[CheckResult]:
                     "power_tolerance_mc_only": band.tolerance,
                     "wrong_sigma": wrong_sigma,
                     "effect": delta,
-                    "n_control": size.n_control,
-                    "n_treatment": size.n_treatment,
+                    "n_control": n_c,
+                    "n_treatment": n_t,
+                    "sample_size_n_treatment": size.n_treatment,
                     "n_exact": size.n_exact,
                     "control_n_control": wrong.n_control,
                 },
@@ -290,7 +326,8 @@ def check_roundtrip(ctx: RunContext) -> list[CheckResult]:
             **kw,
             "method": "normal" if kw.get("method") == "lehr" else kw.get("method", "normal"),
         }
-        reached = float(formula_power(sigma, effect, size, alpha=_ALPHA, **pkw))
+        # the n the user reads (n_control) with the allocation asked (pkw["ratio"])
+        reached = float(formula_power(sigma, effect, size.n_control, alpha=_ALPHA, **pkw))
         short = max(2, int(0.95 * size.n_control))
         missed = float(formula_power(sigma, effect, short, alpha=_ALPHA, **pkw))
         scenario = {"sigma": sigma, "effect": effect, **kw}
@@ -311,9 +348,10 @@ def check_roundtrip(ctx: RunContext) -> list[CheckResult]:
         )
         if kw.get("method") == "lehr":
             continue  # Lehr's rule has no mde counterpart
-        found = float(mde(sigma, size, alpha=_ALPHA, power=_TARGET_POWER, **pkw))
-        back = float(formula_power(sigma, found, size, alpha=_ALPHA, **pkw))
-        low = float(formula_power(sigma, 0.95 * found, size, alpha=_ALPHA, **pkw))
+        n_c = size.n_control
+        found = float(mde(sigma, n_c, alpha=_ALPHA, power=_TARGET_POWER, **pkw))
+        back = float(formula_power(sigma, found, n_c, alpha=_ALPHA, **pkw))
+        low = float(formula_power(sigma, 0.95 * found, n_c, alpha=_ALPHA, **pkw))
         out.append(
             CheckResult(
                 name=f"power-mde-roundtrip/{cell}/mde",

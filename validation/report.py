@@ -102,8 +102,19 @@ def figure_png(fig: Any) -> bytes:
             f"a plot function must return a matplotlib Figure; got {type(fig).__name__}."
         )
     buf = io.BytesIO()
+    if fig.get_layout_engine() is None:
+        # the tight layout at draw time costs one extra layout pass; bbox_inches="tight"
+        # drew every figure twice (about 5 s of a quick report's 15 plots)
+        fig.set_layout_engine("tight")
     try:
-        fig.savefig(buf, format="png", dpi=100, bbox_inches="tight", metadata={"Software": None})
+        # fast zlib level: the PNGs are a few % larger, encoding several times faster
+        fig.savefig(
+            buf,
+            format="png",
+            dpi=100,
+            metadata={"Software": None},
+            pil_kwargs={"compress_level": 1},
+        )
     finally:
         pyplot = sys.modules.get("matplotlib.pyplot")
         if pyplot is not None:

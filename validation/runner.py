@@ -24,40 +24,45 @@ References
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import fnmatch
 import importlib
 import importlib.metadata
-import json
 import math
-import os
-import platform
 import shlex
-import signal
-import subprocess
 import sys
-import tempfile
 import time
 import traceback
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from validation.core import PROFILES, Check, CheckResult, RunContext, iter_checks
 from validation.mc import Z_FAMILY, family_wise_rate
+from validation.runner_format import (  # noqa: F401 - re-exported: report, findings, CLI
+    _fmt,
+    cell_problems,
+    format_outcome_lines,
+    state_label,
+    uses_own_rule,
+)
+from validation.runner_io import (  # noqa: F401 - re-exported: the CLI and the report import them here
+    NONDETERMINISTIC_KEYS,
+    AtomicWriter,
+    package_versions,
+    results_json,
+    signals_deferred,
+    strip_nondeterministic,
+    write_results,
+)
 
 #: Root seed of a run when ``--seed`` is not given (printed on every report).
 DEFAULT_SEED: int = 20180819
 
 #: Wall-clock budget of the ``quick`` profile, seconds, on 2 cores (a note, not a verdict).
-QUICK_BUDGET_S: float = 180.0
+QUICK_BUDGET_S: float = 60.0
 
-#: Top-level keys of ``results.json`` that may differ between two runs with the same
-#: seed (wall-clock times, dates, thread count, package versions).
-NONDETERMINISTIC_KEYS: tuple[str, ...] = ("timing", "versions")
 
 _SCHEMA_VERSION = 1
 
@@ -125,63 +130,6 @@ class CheckOutcome:
     def ok(self) -> bool:
         """True when the check ran, every cell holds and every control failed."""
         return not self.problems
-
-
-def uses_own_rule(res: CheckResult) -> bool:
-    """Tell whether the cell's rule is other than ``|figure - expected| <= tolerance``.
-
-    Every cell stores its rule (:data:`validation.core.RULES`): a one-sided bound
-    (``at_most``, ``at_least``) or a documented breakdown (``below``, ``above``). The
-    report names the rule so that a verdict outside the ± band is not read as an error.
-    """
-    return res.rule != "within"
-
-
-_RULE_TEXT = {
-    "within": "outside",
-    "at_most": "above (rule at_most)",
-    "at_least": "below (rule at_least)",
-    "below": "not clearly below (rule below)",
-    "above": "not clearly above (rule above)",
-}
-
-
-def state_label(res: CheckResult) -> str:
-    """Console word of a cell's state: HOLDS, BREAKS (as stated) or FAIL."""
-    return {"holds": "HOLDS", "breaks as stated": "BREAKS", "fails": "FAIL"}[res.state]
-
-
-def cell_problems(check: Check, res: CheckResult) -> list[str]:
-    """Return why the cell ``res`` of ``check`` fails the suite (empty when it holds).
-
-    A cell fails when its claim does not hold, when its negative control passes (the
-    check could not tell a false claim from a true one), when a check not registered
-    as an exact identity returns no control, or when its figure or tolerance is not a
-    finite number.
-    """
-    out: list[str] = []
-    for label, value in (("figure", res.figure), ("tolerance", res.tolerance)):
-        if not _is_finite_number(value):
-            out.append(f"cell {res.name!r}: {label} is not a finite number ({value!r}).")
-    if not res.passed:
-        where = _RULE_TEXT.get(res.rule, "outside")
-        out.append(
-            f"cell {res.name!r} failed: figure {_fmt(res.figure)} {where} "
-            f"{_fmt(res.expected)} ± {_fmt(res.tolerance)}."
-        )
-    ctrl = res.negative_control
-    if ctrl is None:
-        if not check.exact:
-            out.append(
-                f"cell {res.name!r} has no negative control, and check {check.name!r} is "
-                "not registered as an exact identity (exact=True)."
-            )
-    elif not ctrl.failed_as_expected:
-        out.append(
-            f"negative control {ctrl.name!r} of cell {res.name!r} passed (figure "
-            f"{_fmt(ctrl.figure)}): the check cannot tell the false claim from the true one."
-        )
-    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -420,60 +368,6 @@ def import_check_modules(modules: Iterable[str]) -> None:
         importlib.import_module(module)
 
 
-def package_versions() -> dict[str, Any]:
-    """Return the versions that a reader needs to reproduce a report.
-
-    numpy, scipy, numba, torch, statsmodels, matplotlib, tqdm and this project (from the
-    installed metadata, without importing torch), Python, the platform, numba's thread
-    count and the git commit of the working tree when there is one.
-    """
-    out: dict[str, Any] = {}
-    for dist in (
-        "numpy",
-        "scipy",
-        "numba",
-        "torch",
-        "statsmodels",
-        "pandas",
-        "matplotlib",
-        "tqdm",
-        "abrec-validate",
-    ):
-        try:
-            out[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            out[dist] = None
-    out["python"] = platform.python_version()
-    out["platform"] = platform.platform()
-    try:
-        import numba
-
-        out["numba_num_threads"] = int(numba.get_num_threads())
-        out["numba_config_num_threads"] = int(numba.config.NUMBA_NUM_THREADS)
-    except ImportError:  # pragma: no cover - numba is a dependency
-        out["numba_num_threads"] = None
-    out["cpu_count"] = os.cpu_count()
-    out["git_commit"] = _git_commit()
-    return out
-
-
-def _git_commit() -> str | None:
-    root = Path(__file__).resolve().parents[1]
-    if not (root / ".git").exists():
-        return None
-    try:
-        proc = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return proc.stdout.strip() or None
-
-
 def reproduce_command(
     *, profile: str, seed: int, only: Sequence[str] | None = None, imports: Sequence[str] = ()
 ) -> str:
@@ -641,171 +535,3 @@ def _traceback_summary(exc: BaseException, max_lines: int = 12) -> str:
     if len(lines) > max_lines:
         lines = ["  ..."] + lines[-max_lines:]
     return "\n".join(lines)
-
-
-def results_json(run: SuiteRun) -> str:
-    """Return the ``results.json`` text of ``run`` (sorted-free, stable key order)."""
-    return json.dumps(run.to_dict(), indent=2, allow_nan=False) + "\n"
-
-
-def strip_nondeterministic(document: dict[str, Any]) -> dict[str, Any]:
-    """Return a ``results.json`` document without :data:`NONDETERMINISTIC_KEYS`."""
-    return {k: v for k, v in document.items() if k not in NONDETERMINISTIC_KEYS}
-
-
-@contextlib.contextmanager
-def signals_deferred() -> Iterator[None]:
-    """Hold back SIGINT and SIGTERM while the block runs (POSIX, main thread only).
-
-    Used around the final ``os.replace`` calls so an interrupt cannot land between
-    the replacement of the report files and that of ``results.json``.
-    """
-    can_block = hasattr(signal, "pthread_sigmask")
-    if can_block:
-        try:
-            import threading
-
-            can_block = threading.current_thread() is threading.main_thread()
-        except Exception:  # noqa: BLE001 # pragma: no cover
-            can_block = False
-    if not can_block:
-        yield
-        return
-    sigs = {signal.SIGINT, signal.SIGTERM}
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-
-class AtomicWriter:
-    """Stage files in temporary files inside ``out_dir`` and move them into place together.
-
-    Nothing appears under its final name until :meth:`commit`, which replaces every
-    staged file with ``os.replace`` while interrupts are held back, ``results.json``
-    (or whatever was staged first with ``last=True``) last. :meth:`discard` (also called
-    on leaving a ``with`` block without a commit) removes the temporary files.
-    """
-
-    def __init__(self, out_dir: str | os.PathLike[str]) -> None:
-        self.out_dir = Path(out_dir)
-        self._staged: list[tuple[Path, Path, bool]] = []
-
-    def __enter__(self) -> AtomicWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.discard()
-
-    def stage(self, relpath: str, data: bytes | str, *, last: bool = False) -> Path:
-        """Write ``data`` to a temporary file next to ``out_dir / relpath``."""
-        target = self.out_dir / relpath
-        target.parent.mkdir(parents=True, exist_ok=True)
-        payload = data.encode("utf-8") if isinstance(data, str) else data
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        try:
-            os.chmod(tmp, 0o666 & ~_umask())
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(payload)
-                fh.flush()
-                os.fsync(fh.fileno())
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        self._staged.append((Path(tmp), target, last))
-        return target
-
-    def commit(self) -> list[Path]:
-        """Move every staged file into place; return the final paths."""
-        order = [s for s in self._staged if not s[2]] + [s for s in self._staged if s[2]]
-        done: list[Path] = []
-        with signals_deferred():
-            for tmp, target, _ in order:
-                os.replace(tmp, target)
-                done.append(target)
-            self._staged.clear()
-        return done
-
-    def discard(self) -> None:
-        """Remove temporary files that were staged but not committed."""
-        for tmp, _, _ in self._staged:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-        self._staged.clear()
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def write_results(run: SuiteRun, out_dir: str | os.PathLike[str]) -> Path:
-    """Write ``out_dir/results.json`` atomically (temporary file + ``os.replace``)."""
-    with AtomicWriter(out_dir) as writer:
-        writer.stage("results.json", results_json(run), last=True)
-        return writer.commit()[-1]
-
-
-def format_outcome_lines(outcome: CheckOutcome) -> list[str]:
-    """Return the console-table lines of one finished check (one per cell).
-
-    Columns: verdict, cell name, figure, expected ± tolerance, replicates, and the
-    negative control's verdict; then the check's elapsed time.
-    """
-    check = outcome.check
-    lines: list[str] = []
-    if outcome.error is not None:
-        last = outcome.error.strip().splitlines()[-1] if outcome.error.strip() else "error"
-        lines.append(f"ERROR {check.name:<40} raised {last}")
-    elif not outcome.results:
-        lines.append(f"FAIL  {check.name:<40} returned no cells")
-    if outcome.results:
-        lines.append(
-            f"{'state':<6} {'cell':<40} {'figure':>10}  {'expected ± tolerance':<22} "
-            f"{'rule':<8} {'R (undef.)':<12} negative control"
-        )
-    for res in outcome.results:
-        band = f"{_fmt(res.expected)} ± {_fmt(res.tolerance)}"
-        ctrl = res.negative_control
-        if ctrl is None:
-            ctrl_text = (
-                "exact identity, no control" if check.exact else "NO CONTROL (suite failure)"
-            )
-        elif ctrl.failed_as_expected:
-            ctrl_text = f"control {ctrl.name} = {_fmt(ctrl.figure)}: fails as expected"
-        else:
-            ctrl_text = f"control {ctrl.name} = {_fmt(ctrl.figure)}: PASSED (suite failure)"
-        reps = f"{res.n_replicates}" + (f" ({res.n_undefined})" if res.n_undefined else "")
-        lines.append(
-            f"{state_label(res):<6} {res.name:<40} {_fmt(res.figure):>10}  {band:<22} "
-            f"{res.rule:<8} {reps:<12} {ctrl_text}"
-        )
-    lines.append(f"      {check.name} took {outcome.elapsed_s:.1f} s")
-    return lines
-
-
-def _is_finite_number(value: Any) -> bool:
-    try:
-        return math.isfinite(float(value))
-    except (TypeError, ValueError):
-        return False
-
-
-def _fmt(value: Any, digits: int = 4) -> str:
-    """Format a figure with ``digits`` significant digits; non-numbers as they are.
-
-    Examples
-    --------
-    >>> _fmt(0.951234), _fmt(0.0021794, 3), _fmt(None)
-    ('0.9512', '0.00218', 'None')
-    """
-    if isinstance(value, bool) or value is None:
-        return str(value)
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        return str(value)
-    return f"{x:.{digits}g}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -19,6 +20,7 @@ from validation.calibrate import (
     calibrate,
     estimator_args,
     estimator_output,
+    get_scenario,
     infer_kind,
     scenarios_for,
 )
@@ -390,3 +392,36 @@ def test_statsmodels_cluster_ols_adapter_equals_the_delta_method():
     assert estimator_output(fit).estimate == pytest.approx(
         estimators.ols_test(y, arm, x).estimate, rel=1e-10
     )
+
+
+def test_moments_at_size_keep_the_per_unit_variance():
+    """_at_size rescales every sum, so the shipped delta variance is that of n units."""
+    from estimators import RatioMoments, ratio_sigma
+    from validation.calibrate_battery import _at_size
+
+    g = np.random.default_rng(5)
+    m = g.poisson(5.0, 4_000).astype(float) + 1.0
+    v = g.binomial(m.astype(int), 0.1).astype(float)
+    big = _at_size(RatioMoments.from_arrays(v, m), 250.0)
+    assert float(big.n) == 250.0
+    sigma0 = ratio_sigma(v, m, ddof=0)  # per-user s.d. of the linearised ratio
+    assert float(big.ratio_variance(ddof=0)) == pytest.approx(sigma0**2 / 250.0, rel=1e-10)
+    assert float(big.ratio()) == pytest.approx(v.sum() / m.sum(), rel=1e-12)
+
+
+def test_power_cell_se_of_a_relative_lift_is_the_delta_method_of_the_lift():
+    """Reference twin: var(R_T/R_C - 1) = var_T/R_C^2 + R_T^2 var_C/R_C^4 (theory §1)."""
+    from estimators import ratio_sigma
+    from validation.calibrate_battery import _PILOT_KEY, PILOT_USERS, _pilot_std_error
+
+    scen = get_scenario("relative-lift")
+    ss = np.random.SeedSequence(9)
+    se, se_mc = _pilot_std_error("ratio", scen, ss)
+    pilot = dataclasses.replace(scen, n_users=(PILOT_USERS, PILOT_USERS))
+    data = pilot.simulate(np.random.SeedSequence(9, spawn_key=(_PILOT_KEY,)))
+    v_t, m_t, v_c, m_c = estimator_args("ratio", data)
+    (n_c, n_t), (c, t) = scen.n_users, (v_c.sum() / m_c.sum(), v_t.sum() / m_t.sum())
+    var_c = ratio_sigma(v_c, m_c, ddof=0) ** 2 / n_c
+    var_t = ratio_sigma(v_t, m_t, ddof=0) ** 2 / n_t
+    twin = math.sqrt(var_t / c**2 + t**2 * var_c / c**4)
+    assert se == pytest.approx(twin, rel=0.01) and 0 < se_mc < 0.05 * se

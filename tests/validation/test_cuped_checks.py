@@ -12,6 +12,7 @@ import sim
 from estimators import RatioMoments, cuped_test, ols_test
 from sim._seed import child_sequences
 from validation import cuped_checks as cc
+from validation import cuped_data, cuped_query
 from validation.core import _REGISTRY, BUILTIN_CHECK_MODULES, RunContext
 
 CTX = RunContext("quick", seed=20130204)
@@ -38,7 +39,7 @@ def test_query_moments_replicate_equals_simulator_and_arrays():
     assert qm.truth[r] == data.true_effect_given_days
     assert qm.ols.shape == (2, 2)
     # the dummies of the 8 levels sum to one for every user
-    assert np.all(x[:, cc._COL_DUMMY0 :].sum(1) == 1.0)
+    assert np.all(x[:, cuped_data._COL_DUMMY0 :].sum(1) == 1.0)
 
 
 def test_moments_path_equals_per_user_cuped_and_ols():
@@ -118,9 +119,9 @@ def test_pilot_variance_ratio_recovers_known_r2():
 def test_se_ratio_consistency_band():
     g = np.random.default_rng(12)
     a, b = 0.7 * g.normal(size=20_000), g.normal(size=20_000)
-    fig, expected, tol = cc._se_ratio_consistency(np.full(20_000, 0.7), a, b, 4.0)
+    fig, expected, tol = cuped_query._se_ratio_consistency(np.full(20_000, 0.7), a, b, 4.0)
     assert abs(fig - expected) <= tol
-    fig_bad, expected_bad, _ = cc._se_ratio_consistency(np.full(20_000, 0.8), a, b, 4.0)
+    fig_bad, expected_bad, _ = cuped_query._se_ratio_consistency(np.full(20_000, 0.8), a, b, 4.0)
     assert abs(fig_bad - expected_bad) > tol
 
 

@@ -59,10 +59,34 @@ def test_a_fast_mutant_is_killed_and_the_original_restored():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("mutant", MUTANTS, ids=lambda m: m.name)
-def test_every_mutant_is_killed_quick_profile(mutant):
-    """The mutation score stays 100 %: one test per mutant (they spread over workers)."""
+def test_every_mutant_is_killed_by_cells_quick_profile(mutant):
+    """The mutation score stays 100 %, every kill by a failing cell (not a check raising);
+    one test per mutant, so that they spread over the test workers."""
     outcome = run_mutant(mutant, profile="quick")
-    assert outcome.killed, f"{mutant.name} survives: {mutant.description}"
+    assert outcome.kill == "cells", f"{mutant.name}: {outcome.kill or 'survives'}"
+
+
+def test_kill_kind_tells_cells_from_raising_checks():
+    from validation.mutants import RAISED, MutantOutcome
+
+    (m,) = select_mutants(["sample-size-ignores-ratio"])
+    assert MutantOutcome(m, (), 0.0).kill == ""
+    assert MutantOutcome(m, (f"power-calibration{RAISED}",), 0.0).kill == "raised"
+    both = (f"power-calibration{RAISED}", "power-calibration/reference/ratio-2")
+    assert MutantOutcome(m, both, 0.0).kill == "cells"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("name", "killer"),
+    [
+        ("sample-size-ignores-ratio", "power-calibration/reference/ratio-2"),
+        ("ratio-relative-ignored", "power-calibration/reference/relative-lift"),
+    ],
+)
+def test_mutants_once_killed_by_raising_now_fail_a_cell(name, killer):
+    outcome = run_mutant(select_mutants([name])[0], profile="quick")
+    assert outcome.kill == "cells" and killer in outcome.killed_by
 
 
 def test_theory_doc_lists_every_mutant():
