@@ -157,7 +157,6 @@ def single_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-
 @single_thread()
 def shipped_expected_gradients(
     logits: FloatArray,
