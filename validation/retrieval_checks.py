@@ -323,6 +323,7 @@ from validation.retrieval_training import (  # noqa: E402
     check_training,
     plot_training,
     train_free_logits,
+    train_methods,
 )
 
 __all__ = [
@@ -354,4 +355,5 @@ __all__ = [
     "scaled_bias_growth",
     "shipped_expected_gradients",
     "train_free_logits",
+    "train_methods",
 ]

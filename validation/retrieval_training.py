@@ -43,7 +43,7 @@ FloatArray = npt.NDArray[np.float64]
 #: Temperature of the shipped loss (candidates scaled so that the logits are theta).
 TEMPERATURE = 0.5
 #: Batches per builder call (its mask is quadratic in the rows of the call).
-_BATCHES_PER_CALL = 8
+_BATCHES_PER_CALL = 16
 
 
 # --------------------------------------------------------------------------- check 6
@@ -152,6 +152,7 @@ def batch_candidates(
                 catalog_size=k * n_items,
                 correction=correction,
                 remove_accidental_hits=remove_hits,
+                validate=start == 0,  # the first call checks the inputs
             )
             ids = cs.candidate_ids.numpy()
             cand = np.concatenate(
@@ -159,7 +160,12 @@ def batch_candidates(
             )  # (k, B + B')
         else:
             cs = in_batch_candidates(
-                pos_t, emb, p_pos, correction=correction, remove_accidental_hits=remove_hits
+                pos_t,
+                emb,
+                p_pos,
+                correction=correction,
+                remove_accidental_hits=remove_hits,
+                validate=start == 0,  # the first call checks the inputs
             )
             cand = cs.candidate_ids.numpy().reshape(k, b)  # (k, B)
         cands.append(cand - offset)
@@ -184,11 +190,44 @@ def batch_candidates(
     return cand_ids, log_q, mask, correction, correct_positive
 
 
-@single_thread()
 def train_free_logits(method: str, n_runs: int, ss: np.random.SeedSequence) -> np.ndarray:
-    """Train ``(n_runs, K, N)`` free logits with one loss by SGD; return Polyak averages.
+    """Train ``(n_runs, K, N)`` free logits with one loss by SGD; return Polyak averages."""
+    return train_methods((method,), n_runs, ss)[method]
 
-    Every method sees the same batches for a given run (common random numbers).
+
+def _method_sets(method, all_y, all_rand, eta, n, n_runs, steps) -> dict[str, Any]:
+    """Candidate sets of every (run, step) of one method, as tensors ``(R, T, ...)``."""
+    b = all_y.shape[2]
+    if method == "full":  # every item is a candidate, no correction
+        cand = np.broadcast_to(np.arange(n), (n_runs * steps, n))
+        log_q, mask, correction, cp = None, None, "none", False
+        labels = torch.as_tensor(all_y)  # (R, T, B)
+    else:  # the sets depend on the batches only: built once, before training
+        cand, log_q, mask, correction, cp = batch_candidates(
+            method, all_y.reshape(n_runs * steps, b), all_rand.reshape(n_runs * steps, -1), eta, n
+        )
+        labels = torch.arange(b).expand(n_runs, steps, b)  # (R, T, B)
+    c = cand.shape[1]
+    return {
+        "cand": torch.as_tensor(np.ascontiguousarray(cand)).view(n_runs, steps, c),
+        "log_q": None if log_q is None else torch.as_tensor(log_q).view(n_runs, steps, 1, c),
+        "mask": None if mask is None else torch.as_tensor(mask).view(n_runs, steps, b, c),
+        "labels": labels,
+        "correction": correction,
+        "correct_positive": cp,
+    }
+
+
+@single_thread()
+def train_methods(
+    methods: tuple[str, ...], n_runs: int, ss: np.random.SeedSequence
+) -> dict[str, np.ndarray]:
+    """Train ``(n_runs, K, N)`` free logits with each loss by SGD; return Polyak averages.
+
+    Every method sees the same batches and initial logits for a given run (common
+    random numbers); run r depends on ``(ss, r)`` only. All methods step together
+    (one backward pass per step through the sum of their shipped losses, which
+    couples nothing: each method has its own logits).
     """
     prob = _train_problem()
     k, n = prob.n_contexts, prob.n_items
@@ -207,47 +246,41 @@ def train_free_logits(method: str, n_runs: int, ss: np.random.SeedSequence) -> n
         rands.append(np.random.default_rng(rand_ss).integers(0, n, size=(steps, b_rand)))
     all_x, all_y, all_rand = np.stack(xs), np.stack(ys), np.stack(rands)  # (R, T, .)
     theta -= theta.mean(axis=2, keepdims=True)
-    if method == "full":  # every item is a candidate, no correction
-        cand = np.broadcast_to(np.arange(n), (n_runs * steps, n))
-        log_q, mask, correction, cp = None, None, "none", False
-        labels = torch.as_tensor(all_y.reshape(n_runs, steps, b))  # (R, T, B)
-    else:  # the sets depend on the batches only: built once, before training
-        cand, log_q, mask, correction, cp = batch_candidates(
-            method, all_y.reshape(n_runs * steps, b), all_rand.reshape(n_runs * steps, -1), eta, n
-        )
-        labels = torch.arange(b).expand(n_runs, steps, b)  # (R, T, B)
-    c = cand.shape[1]
-    cand_t = torch.as_tensor(np.ascontiguousarray(cand)).view(n_runs, steps, c)  # (R, T, C)
-    lq_t = None if log_q is None else torch.as_tensor(log_q).view(n_runs, steps, 1, c)
-    mask_t = None if mask is None else torch.as_tensor(mask).view(n_runs, steps, b, c)
+    sets = [_method_sets(m, all_y, all_rand, eta, n, n_runs, steps) for m in methods]
     x_t = torch.as_tensor(all_x)  # (R, T, B)
-    theta_t = torch.as_tensor(theta)  # (R, K, N)
+    theta_t = torch.as_tensor(theta).expand(len(methods), n_runs, k, n).clone()  # (M, R, K, N)
     avg = torch.zeros_like(theta_t)
-    rows = torch.arange(n_runs)[:, None, None]  # (R, 1, 1)
+    ctx_index = torch.arange(n_runs)[:, None, None] * k + x_t  # (R, T, B) row of (r, x)
     query = torch.ones(n_runs * b, 1, dtype=torch.float64)
     start_avg = steps // 2
     for t in range(steps):
         th = theta_t.clone().requires_grad_(True)
-        logits = th[rows, x_t[:, t, :, None], cand_t[:, t, None, :]]  # (R, B, C)
-        loss = sampled_softmax_loss(
-            query,
-            (TEMPERATURE * logits).reshape(n_runs * b, c, 1),  # <1, tau theta> / tau = theta
-            labels[:, t].reshape(-1),  # (R B,)
-            None if lq_t is None else lq_t[:, t].expand(n_runs, b, c).reshape(n_runs * b, c),
-            mask=None if mask_t is None else mask_t[:, t].reshape(n_runs * b, c),
-            temperature=TEMPERATURE,
-            correct_positive=cp,
-            correction=correction,
-            reduction="sum",
-            validate=t == 0,  # the first step checks the inputs; the sets do not change kind
-        )
-        loss.backward()
+        total = th.new_zeros(())
+        for i, st in enumerate(sets):
+            c = st["cand"].shape[2]
+            ctx_rows = th[i].reshape(n_runs * k, n).index_select(0, ctx_index[:, t].reshape(-1))
+            cand = st["cand"][:, t, None, :].expand(n_runs, b, c).reshape(n_runs * b, c)
+            logits = ctx_rows.gather(1, cand)  # (R B, C) = theta[r, x_rb, cand_rc]
+            lq, mask = st["log_q"], st["mask"]
+            total = total + sampled_softmax_loss(
+                query,
+                (TEMPERATURE * logits).reshape(n_runs * b, c, 1),  # <1, tau theta>/tau = theta
+                st["labels"][:, t].reshape(-1),  # (R B,)
+                None if lq is None else lq[:, t].expand(n_runs, b, c).reshape(n_runs * b, c),
+                mask=None if mask is None else mask[:, t].reshape(n_runs * b, c),
+                temperature=TEMPERATURE,
+                correct_positive=st["correct_positive"],
+                correction=st["correction"],
+                reduction="sum",
+                validate=t == 0,  # the first step checks the inputs; the sets keep their kind
+            )
+        total.backward()
         with torch.no_grad():
             theta_t = theta_t - lr * th.grad / b
-            theta_t -= theta_t.mean(dim=2, keepdim=True)  # logits are defined up to a constant
+            theta_t -= theta_t.mean(dim=3, keepdim=True)  # logits are defined up to a constant
             if t >= start_avg:
                 avg += (theta_t - avg) / (t - start_avg + 1)
-    return avg.numpy()
+    return {m: avg[i].numpy() for i, m in enumerate(methods)}
 
 
 def _kl_and_slope(prob: sim.SoftmaxProblem, learned: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -313,9 +346,9 @@ def check_training(ctx: RunContext) -> list[CheckResult]:
     n_runs = ctx.replicates(6, 24)
     root = ctx.seed_sequence("retrieval-training")
     kl, slope = {}, {}
+    learned = train_methods(TRAIN_METHODS, n_runs, root)  # same batches for every method
     for method in TRAIN_METHODS:
-        learned = train_free_logits(method, n_runs, root)  # same batches for every method
-        kl[method], slope[method] = _kl_and_slope(prob, learned)
+        kl[method], slope[method] = _kl_and_slope(prob, learned[method])
     ctrl = "inbatch-uncorrected"
     extra_common = {
         "methods": list(TRAIN_METHODS),
