@@ -18,8 +18,10 @@ when they are removed). A simulated set S enters through its multiplicities: k
 copies of a candidate in a softmax weigh as one copy whose logit is raised by
 ``log k`` (an identity of the softmax, not of the loss), and a de-duplicated set
 (inclusion probabilities) keeps one copy of each item it holds. Items absent from S
-are masked. Replicates are stacked as rows (``R_chunk x N`` rows, ``2 N`` columns), so
-the cost is ``O(R N^2)`` per m whatever m is. ``retrieval-shipped-gradient`` checks
+are masked. Each row keeps its own positive and the ``N`` negative columns (the other
+rows' positives, which the builder masks, are dropped), and replicates are stacked as
+rows (``R_chunk x N`` rows, ``1 + N`` columns), so the cost is ``O(R N^2)`` per m
+whatever m is. ``retrieval-shipped-gradient`` checks
 this shortcut against the plain per-set use of the builder and loss on every run,
 and ``tests/validation/test_retrieval_reference.py`` against a NumPy closed form.
 """

@@ -87,8 +87,9 @@ _R_BIASED = (200, 2000)
     "retrieval-gradient-bias",
     claim=(
         "At a random theta (true logits + N(0, 0.25) noise) on a 50-item Zipf problem, "
-        "the bias of the expected sampled-softmax gradient (exact over the positive, "
-        "simulated over m negatives drawn from the item marginal) falls as O(1/m) for the "
+        "the bias of the expected gradient of the shipped sampled-softmax loss (exact over "
+        "the positive, simulated over m negatives drawn from the item marginal) falls as "
+        "O(1/m) for the "
         "logQ-corrected variants: "
         "judged at every m, the scaled bias m |bias(m)| stays within 2x its value at "
         "m = 16 (+ z Monte Carlo s.e.) for the multisets (logQ on every logit with hits "
