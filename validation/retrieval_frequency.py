@@ -20,6 +20,7 @@ import torch
 
 import sim
 from validation.core import CheckResult, NegativeControl, RunContext, register
+from validation.retrieval_bias import single_thread
 from validation.shipped import Shipped
 
 StreamingFrequencyEstimator = Shipped("recsys.frequency", "StreamingFrequencyEstimator")
@@ -234,6 +235,7 @@ def plot_streaming(results: list[CheckResult]):
     group="retrieval",
     plot=plot_streaming,
 )
+@single_thread()
 def check_streaming_frequency(ctx: RunContext) -> list[CheckResult]:
     """Streaming frequency estimates vs the truth (see the registered claim)."""
     n, b = STREAM_SCENARIO["n_items"], STREAM_SCENARIO["batch_size"]

@@ -3,9 +3,18 @@
 Free logits trained by SGD with the full softmax, in-batch (with and without logQ)
 and mixed negatives on a popularity-skewed problem: the corrected losses learn the
 true conditional, the uncorrected in-batch loss demotes popular items
-(docs/theory.md §4; Yi et al. 2019; Yang et al. 2020). The candidate sets are built
-in NumPy (:func:`batch_candidates_np`) for speed; ``retrieval-shipped-gradient``
-checks them against the recsys builders on every run.
+(docs/theory.md §4; Yi et al. 2019; Yang et al. 2020). Every step runs the shipped
+code: the candidate sets come from :func:`recsys.in_batch_candidates` /
+:func:`recsys.mixed_candidates`, Q from :func:`recsys.inclusion_probability` /
+:func:`recsys.expected_count` (the per-row Q the builders document), and the
+gradient is autograd through :func:`recsys.sampled_softmax_loss` (float64).
+
+Batching. The candidate sets depend on the batches only, so they are built before
+training, many batches per builder call: batch ``k`` of a call holds the item ids
+``k N + y``, so no id of one batch equals an id of another, and the builder's masks
+(accidental hits, duplicates) of each batch are the diagonal blocks of the call's
+mask. The builder's own Q of such a call counts every batch and is not used.
+``retrieval-shipped-gradient`` checks these sets against plain per-batch builder calls.
 """
 
 from __future__ import annotations
@@ -15,60 +24,26 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import torch
 from scipy import special
 
 import sim
 from sim._seed import child_sequences
 from validation.core import CheckResult, NegativeControl, RunContext, register
+from validation.retrieval_bias import single_thread
 from validation.shipped import Shipped
 
-StreamingFrequencyEstimator = Shipped("recsys.frequency", "StreamingFrequencyEstimator")
-expected_distinct = Shipped("recsys.negatives", "expected_distinct")
+in_batch_candidates = Shipped("recsys.negatives", "in_batch_candidates")
+mixed_candidates = Shipped("recsys.negatives", "mixed_candidates")
 inclusion_probability = Shipped("recsys.negatives", "inclusion_probability")
-expected_full_gradient = Shipped("sim.softmax", "expected_full_softmax_gradient")
+expected_count = Shipped("recsys.negatives", "expected_count")
+sampled_softmax_loss = Shipped("recsys.losses", "sampled_softmax_loss")
 
 FloatArray = npt.NDArray[np.float64]
-
-
-def candidate_logit_gradient(
-    logits: FloatArray,
-    labels: npt.NDArray[np.int64],
-    log_q: FloatArray | None,
-    mask: npt.NDArray[np.bool_] | None,
-    *,
-    correct_positive: bool,
-) -> FloatArray:
-    """Gradient of the summed candidate-softmax loss w.r.t. the candidate logits.
-
-    Parameters
-    ----------
-    logits : ndarray
-        ``(..., B, C)`` logits.
-    labels : ndarray
-        ``(..., B)`` positive column of each row.
-    log_q : ndarray or None
-        ``(..., B, C)`` (or broadcastable) log Q.
-    mask : ndarray or None
-        ``(..., B, C)`` True = excluded.
-    correct_positive : bool
-        Whether the positive's log Q is subtracted too.
-
-    Returns
-    -------
-    ndarray
-        ``(..., B, C)``: ``softmax(z) - onehot(labels)`` on the unmasked entries, the
-        NumPy twin of the autograd gradient of
-        :func:`recsys.losses.softmax_loss_from_logits` with ``reduction="sum"``.
-    """
-    z = np.array(logits, dtype=np.float64, copy=True)  # (..., B, C)
-    onehot = np.zeros_like(z, dtype=bool)
-    np.put_along_axis(onehot, labels[..., None], True, axis=-1)
-    if log_q is not None:
-        lq = np.broadcast_to(log_q, z.shape)
-        z -= np.where(onehot & (not correct_positive), 0.0, lq)
-    if mask is not None:
-        z = np.where(mask, -np.inf, z)
-    return special.softmax(z, axis=-1) - onehot
+#: Temperature of the shipped loss (candidates scaled so that the logits are theta).
+TEMPERATURE = 0.5
+#: Batches per builder call (its mask is quadratic in the rows of the call).
+_BATCHES_PER_CALL = 16
 
 
 # --------------------------------------------------------------------------- check 6
@@ -105,61 +80,154 @@ def _train_problem() -> sim.SoftmaxProblem:
     )
 
 
-def _first_occurrence_np(ids: np.ndarray) -> np.ndarray:
-    """``(..., C)`` True at the first occurrence of each id along the last axis."""
-    c = ids.shape[-1]
-    earlier = np.tril(np.ones((c, c), dtype=bool), k=-1)  # (C, C) j < k
-    same = ids[..., :, None] == ids[..., None, :]  # (..., C, C)
-    return ~np.any(same & earlier, axis=-1)
+#: How each method builds its candidates: the builder's ``correction``, whether
+#: accidental hits (and duplicates) are removed, whether the positive is corrected.
+TRAIN_BUILDERS: dict[str, tuple[str, bool, bool]] = {
+    "inbatch-uncorrected": ("none", False, False),
+    "inbatch-logq-all-hits-kept": ("expected_count", False, True),  # Yi et al.: multiset
+    "inbatch-logq-pos0-masked": ("inclusion_probability", True, False),
+    "mixed-logq-pos0-masked": ("inclusion_probability", True, False),
+}
 
 
-def batch_candidates_np(
+def _diagonal_blocks(mask: torch.Tensor, k: int, b: int, widths: tuple[int, ...]) -> torch.Tensor:
+    """``(k, b, sum(widths))``: the per-batch blocks of a ``(k b, k w_1 + k w_2 + ...)`` mask."""
+    blocks, start = [], 0
+    for w in widths:
+        part = mask[:, start : start + k * w].reshape(k, b, k, w)  # (k, b, k, w)
+        blocks.append(torch.diagonal(part, dim1=0, dim2=2).permute(2, 0, 1))  # (k, b, w)
+        start += k * w
+    return torch.cat(blocks, dim=2)
+
+
+def batch_candidates(
     method: str, positives: np.ndarray, random_ids: np.ndarray, eta: np.ndarray, n_items: int
-) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, bool]:
-    """NumPy twin of the recsys builders for one training method (per run).
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, str, bool]:
+    """Candidate sets of many batches for one training method, by the shipped builders.
 
     Parameters
     ----------
+    method : str
+        A key of :data:`TRAIN_BUILDERS`.
     positives : ndarray
-        ``(R, B)`` positive ids.
+        ``(K, B)`` positive ids of ``K`` batches.
     random_ids : ndarray
-        ``(R, B')`` uniform ids (mixed only).
+        ``(K, B')`` uniform ids (mixed only).
+    eta : ndarray
+        ``(N,)`` probability that a training example's positive is each item.
+    n_items : int
+        Catalog size ``N``.
 
     Returns
     -------
-    cand_ids, log_q, mask, correct_positive
-        ``(R, C)``, ``(R, C)`` or None, ``(R, B, C)`` or None, bool. Labels are
-        ``arange(B)``.
+    cand_ids, log_q, mask, correction, correct_positive
+        ``(K, C)`` candidate ids, ``(K, C)`` log Q or None, ``(K, B, C)`` mask (True =
+        excluded) or None, the loss's ``correction`` and ``correct_positive``. Labels
+        are ``arange(B)``.
     """
-    b = positives.shape[1]
-    if method == "inbatch-uncorrected":
-        return positives, None, None, False
-    if method == "inbatch-logq-all-hits-kept":  # Yi et al.: every logit, multiset
-        return positives, np.log((b - 1) * eta[positives]), None, True
-    if method == "inbatch-logq-pos0-masked":
-        cand, b_rand, gamma = positives, 0, 0.0
-    elif method == "mixed-logq-pos0-masked":
-        cand, b_rand, gamma = (
-            np.concatenate([positives, random_ids], axis=1),
-            random_ids.shape[1],
-            1.0 / n_items,
-        )
-    else:
-        raise ValueError(f"unknown method {method!r}")
-    log_q = np.log(-np.expm1((b - 1) * np.log1p(-eta[cand]) + b_rand * np.log1p(-gamma)))
-    c = cand.shape[1]
-    hits = cand[:, None, :] == positives[:, :, None]  # (R, B, C)
-    dup = ~_first_occurrence_np(cand)[:, None, :]  # (R, 1, C)
-    own = np.zeros((b, c), dtype=bool)
-    own[np.arange(b), np.arange(b)] = True
-    mask = (hits | dup) & ~own  # (R, B, C)
-    return cand, log_q, mask, False
+    if method not in TRAIN_BUILDERS:
+        raise ValueError(f"`method` must be one of {sorted(TRAIN_BUILDERS)}; got {method!r}.")
+    correction, remove_hits, correct_positive = TRAIN_BUILDERS[method]
+    mixed = method.startswith("mixed")
+    n_batches, b = positives.shape
+    b_rand = random_ids.shape[1] if mixed else 0
+    cands, masks = [], []
+    any_mask = False
+    for start in range(0, n_batches, _BATCHES_PER_CALL):
+        pos = positives[start : start + _BATCHES_PER_CALL]  # (k, B)
+        k = pos.shape[0]
+        offset = (np.arange(k) * n_items)[:, None]  # (k, 1) batch k holds ids k N + y
+        pos_t = torch.as_tensor((pos + offset).reshape(-1))  # (k B,)
+        p_pos = None if correction == "none" else torch.as_tensor(eta[pos].reshape(-1))
+        emb = torch.ones(k * b, 1, dtype=torch.float64)
+        if mixed:
+            rand = random_ids[start : start + k]  # (k, B')
+            cs = mixed_candidates(
+                pos_t,
+                emb,
+                p_pos,
+                torch.as_tensor((rand + offset).reshape(-1)),
+                torch.ones(k * b_rand, 1, dtype=torch.float64),
+                torch.as_tensor(eta[rand].reshape(-1)),
+                catalog_size=k * n_items,
+                correction=correction,
+                remove_accidental_hits=remove_hits,
+                validate=start == 0,  # the first call checks the inputs
+            )
+            ids = cs.candidate_ids.numpy()
+            cand = np.concatenate(
+                [ids[: k * b].reshape(k, b), ids[k * b :].reshape(k, b_rand)], axis=1
+            )  # (k, B + B')
+        else:
+            cs = in_batch_candidates(
+                pos_t,
+                emb,
+                p_pos,
+                correction=correction,
+                remove_accidental_hits=remove_hits,
+                validate=start == 0,  # the first call checks the inputs
+            )
+            cand = cs.candidate_ids.numpy().reshape(k, b)  # (k, B)
+        cands.append(cand - offset)
+        widths = (b, b_rand) if mixed else (b,)
+        if cs.mask is None:
+            masks.append(np.zeros((k, b, sum(widths)), dtype=bool))
+        else:
+            any_mask = True
+            masks.append(_diagonal_blocks(cs.mask, k, b, widths).numpy())
+    cand_ids = np.concatenate(cands)  # (K, C)
+    mask = np.concatenate(masks) if any_mask else None  # (K, B, C)
+    log_q = None
+    if correction != "none":  # the per-row Q of the builders: the other B - 1 rows
+        p = torch.as_tensor(eta[cand_ids])  # (K, C)
+        if correction == "expected_count":
+            q = expected_count(p, b - 1)
+        else:
+            q = inclusion_probability(
+                p, b - 1, n_random=b_rand, catalog_size=n_items if b_rand else None
+            )
+        log_q = torch.log(q).numpy()
+    return cand_ids, log_q, mask, correction, correct_positive
 
 
 def train_free_logits(method: str, n_runs: int, ss: np.random.SeedSequence) -> np.ndarray:
-    """Train ``(n_runs, K, N)`` free logits with one loss by SGD; return Polyak averages.
+    """Train ``(n_runs, K, N)`` free logits with one loss by SGD; return Polyak averages."""
+    return train_methods((method,), n_runs, ss)[method]
 
-    Every method sees the same batches for a given run (common random numbers).
+
+def _method_sets(method, all_y, all_rand, eta, n, n_runs, steps) -> dict[str, Any]:
+    """Candidate sets of every (run, step) of one method, as tensors ``(R, T, ...)``."""
+    b = all_y.shape[2]
+    if method == "full":  # every item is a candidate, no correction
+        cand = np.broadcast_to(np.arange(n), (n_runs * steps, n))
+        log_q, mask, correction, cp = None, None, "none", False
+        labels = torch.as_tensor(all_y)  # (R, T, B)
+    else:  # the sets depend on the batches only: built once, before training
+        cand, log_q, mask, correction, cp = batch_candidates(
+            method, all_y.reshape(n_runs * steps, b), all_rand.reshape(n_runs * steps, -1), eta, n
+        )
+        labels = torch.arange(b).expand(n_runs, steps, b)  # (R, T, B)
+    c = cand.shape[1]
+    return {
+        "cand": torch.as_tensor(np.ascontiguousarray(cand)).view(n_runs, steps, c),
+        "log_q": None if log_q is None else torch.as_tensor(log_q).view(n_runs, steps, 1, c),
+        "mask": None if mask is None else torch.as_tensor(mask).view(n_runs, steps, b, c),
+        "labels": labels,
+        "correction": correction,
+        "correct_positive": cp,
+    }
+
+
+@single_thread()
+def train_methods(
+    methods: tuple[str, ...], n_runs: int, ss: np.random.SeedSequence
+) -> dict[str, np.ndarray]:
+    """Train ``(n_runs, K, N)`` free logits with each loss by SGD; return Polyak averages.
+
+    Every method sees the same batches and initial logits for a given run (common
+    random numbers); run r depends on ``(ss, r)`` only. All methods step together
+    (one backward pass per step through the sum of their shipped losses, which
+    couples nothing: each method has its own logits).
     """
     prob = _train_problem()
     k, n = prob.n_contexts, prob.n_items
@@ -178,34 +246,41 @@ def train_free_logits(method: str, n_runs: int, ss: np.random.SeedSequence) -> n
         rands.append(np.random.default_rng(rand_ss).integers(0, n, size=(steps, b_rand)))
     all_x, all_y, all_rand = np.stack(xs), np.stack(ys), np.stack(rands)  # (R, T, .)
     theta -= theta.mean(axis=2, keepdims=True)
-    avg = np.zeros_like(theta)
-    rows = np.arange(n_runs)[:, None]  # (R, 1)
+    sets = [_method_sets(m, all_y, all_rand, eta, n, n_runs, steps) for m in methods]
+    x_t = torch.as_tensor(all_x)  # (R, T, B)
+    theta_t = torch.as_tensor(theta).expand(len(methods), n_runs, k, n).clone()  # (M, R, K, N)
+    avg = torch.zeros_like(theta_t)
+    ctx_index = torch.arange(n_runs)[:, None, None] * k + x_t  # (R, T, B) row of (r, x)
+    query = torch.ones(n_runs * b, 1, dtype=torch.float64)
     start_avg = steps // 2
     for t in range(steps):
-        x, y, rand_ids = all_x[:, t], all_y[:, t], all_rand[:, t]  # (R, B), (R, B), (R, B')
-        grad = np.zeros_like(theta)
-        if method == "full":
-            logits = theta[rows, x]  # (R, B, N)
-            g_logits = special.softmax(logits, axis=-1)
-            g_logits[rows, np.arange(b)[None, :], y] -= 1.0
-            np.add.at(grad, (rows, x), g_logits)
-        else:
-            cand, log_q, mask, cp = batch_candidates_np(method, y, rand_ids, eta, n)
-            logits = theta[rows[:, :, None], x[:, :, None], cand[:, None, :]]  # (R, B, C)
-            labels = np.broadcast_to(np.arange(b), (n_runs, b))
-            g_logits = candidate_logit_gradient(
-                logits,
-                labels,
-                None if log_q is None else log_q[:, None, :],
-                mask,
-                correct_positive=cp,
-            )  # (R, B, C)
-            np.add.at(grad, (rows[:, :, None], x[:, :, None], cand[:, None, :]), g_logits)
-        theta -= lr * grad / b
-        theta -= theta.mean(axis=2, keepdims=True)  # logits are defined up to a constant
-        if t >= start_avg:
-            avg += (theta - avg) / (t - start_avg + 1)
-    return avg
+        th = theta_t.clone().requires_grad_(True)
+        total = th.new_zeros(())
+        for i, st in enumerate(sets):
+            c = st["cand"].shape[2]
+            ctx_rows = th[i].reshape(n_runs * k, n).index_select(0, ctx_index[:, t].reshape(-1))
+            cand = st["cand"][:, t, None, :].expand(n_runs, b, c).reshape(n_runs * b, c)
+            logits = ctx_rows.gather(1, cand)  # (R B, C) = theta[r, x_rb, cand_rc]
+            lq, mask = st["log_q"], st["mask"]
+            total = total + sampled_softmax_loss(
+                query,
+                (TEMPERATURE * logits).reshape(n_runs * b, c, 1),  # <1, tau theta>/tau = theta
+                st["labels"][:, t].reshape(-1),  # (R B,)
+                None if lq is None else lq[:, t].expand(n_runs, b, c).reshape(n_runs * b, c),
+                mask=None if mask is None else mask[:, t].reshape(n_runs * b, c),
+                temperature=TEMPERATURE,
+                correct_positive=st["correct_positive"],
+                correction=st["correction"],
+                reduction="sum",
+                validate=t == 0,  # the first step checks the inputs; the sets keep their kind
+            )
+        total.backward()
+        with torch.no_grad():
+            theta_t = theta_t - lr * th.grad / b
+            theta_t -= theta_t.mean(dim=3, keepdim=True)  # logits are defined up to a constant
+            if t >= start_avg:
+                avg += (theta_t - avg) / (t - start_avg + 1)
+    return {m: avg[i].numpy() for i, m in enumerate(methods)}
 
 
 def _kl_and_slope(prob: sim.SoftmaxProblem, learned: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -271,9 +346,9 @@ def check_training(ctx: RunContext) -> list[CheckResult]:
     n_runs = ctx.replicates(6, 24)
     root = ctx.seed_sequence("retrieval-training")
     kl, slope = {}, {}
+    learned = train_methods(TRAIN_METHODS, n_runs, root)  # same batches for every method
     for method in TRAIN_METHODS:
-        learned = train_free_logits(method, n_runs, root)  # same batches for every method
-        kl[method], slope[method] = _kl_and_slope(prob, learned)
+        kl[method], slope[method] = _kl_and_slope(prob, learned[method])
     ctrl = "inbatch-uncorrected"
     extra_common = {
         "methods": list(TRAIN_METHODS),
