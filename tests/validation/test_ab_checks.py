@@ -115,6 +115,10 @@ def test_delta_coverage_quick_profile_holds(coverage_results):
     }
     assert heavy20["delta"].state == "breaks as stated" and heavy20["delta"].n_undefined > 0
     assert 0.0 < heavy20["fieller"].extra["unbounded_share"] < 1.0
+    # heavy n = 50: Fieller misses 0.95 but beats delta on the same replicates (paired)
+    (f50,) = [r for r in coverage_results if r.name == "delta-coverage/heavy/n=50/fieller"]
+    assert f50.rule == "above" and f50.figure > f50.tolerance > 0
+    assert f50.extra["coverage"] < 0.95 and f50.negative_control.figure < 0
     assert len(coverage_results[0].extra["table"]) == 4 * 4 * 5
     assert isinstance(ab_checks.plot_coverage(coverage_results), Figure)
 
