@@ -25,6 +25,7 @@ def _one_thread():
     torch.set_num_threads(before)
 
 
+@pytest.mark.slow
 def test_compare_writes_results(tmp_path, capsys):
     out = tmp_path / "out"
     argv = ["compare", "--data", "synthetic", "--methods", "sampled,inbatch,mixed,full"]
@@ -50,6 +51,7 @@ def test_compare_writes_results(tmp_path, capsys):
     assert (out / "results.md").read_text().startswith("data: synthetic")
 
 
+@pytest.mark.slow
 def test_compare_reads_a_file_and_fingerprints_it(tmp_path, capsys):
     path = write_ratings(
         generate_synthetic_ratings(120, 80, mean_ratings=25, rng=1), tmp_path / "ratings.dat"
@@ -62,6 +64,7 @@ def test_compare_reads_a_file_and_fingerprints_it(tmp_path, capsys):
     assert doc["methods"]["inbatch"]["metrics"]["recall@5"]["ci_low"] is None  # one seed
 
 
+@pytest.mark.slow
 def test_sweep_writes_table(tmp_path, capsys):
     out = tmp_path / "sweep"
     argv = ["sweep", "--data", "synthetic", "--temperatures", "0.05,0.5", "--seeds", "2"]
@@ -155,6 +158,7 @@ def test_out_that_is_a_file_exits_2_before_training(tmp_path, capsys, monkeypatc
     assert target.read_text() == "keep me"
 
 
+@pytest.mark.slow
 def test_interrupt_keeps_completed_seeds_and_exits_130(tmp_path, capsys, monkeypatch):
     import recsys.compare as compare
 

@@ -231,6 +231,7 @@ def gradient_error_table(cases: list[dict]) -> dict[tuple[str, str], float]:
     return {key: _relative_error(g, refs[key[0]]) for key, g in cases[0]["grads"].items()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", METHODS)
 def test_two_process_gradients_equal_global_batch(cases, method):
     ref = _reference_grad(method, _inputs())
@@ -239,6 +240,7 @@ def test_two_process_gradients_equal_global_batch(cases, method):
         assert err < 1e-6, f"{method}, rank {r}: relative gradient error {err:.3g}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("method", "variant"),
     [(m, v) for m in METHODS for v in VARIANTS[1:] if _applies(m, v)],
@@ -250,6 +252,7 @@ def test_shortcut_fails_the_gradient_check(cases, method, variant):
         assert abs(err - (1 - 1 / N_RANKS)) < 1e-9
 
 
+@pytest.mark.slow
 def test_gradient_table_printed(cases):
     table = gradient_error_table(cases)
     lines = ["| shortcut | " + " | ".join(METHODS) + " |", "|---" * (len(METHODS) + 1) + "|"]
@@ -262,6 +265,7 @@ def test_gradient_table_printed(cases):
     assert table["inbatch", "correct"] < 1e-6
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", TRAIN_CASES)
 def test_two_process_training_equals_one_process(cases, case):
     ref = _trained_params(*case)
@@ -275,6 +279,7 @@ def test_two_process_training_equals_one_process(cases, case):
         assert err < 1e-9, f"{case}, rank {r}: parameters differ by {err:.3g} of the update"
 
 
+@pytest.mark.slow
 def test_streaming_frequency_identical_on_every_rank(cases):
     est = StreamingFrequencyEstimator(n_buckets=64, alpha=0.3)
     for batch in _stream_batches():  # one process sees each global batch whole
@@ -286,6 +291,7 @@ def test_streaming_frequency_identical_on_every_rank(cases):
         assert step == est.step
 
 
+@pytest.mark.slow
 def test_sharded_evaluation_is_exact(cases):
     ref = evaluate_retrieval(_model(), _eval_examples(), N_ITEMS, ks=(1, 3, 5))
     for r in range(N_RANKS):
@@ -295,6 +301,7 @@ def test_sharded_evaluation_is_exact(cases):
         np.testing.assert_array_equal(user_id, ref.user_id)
 
 
+@pytest.mark.slow
 def test_random_items_must_be_replicated(cases):
     for r in range(N_RANKS):
         assert "identical on every rank" in (cases[r]["replicated_error"] or "")
@@ -402,6 +409,7 @@ TINY_COMPARE = [
 ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_two_process_compare_matches_one_process(tmp_path, capsys):
     from recsys.__main__ import main
 

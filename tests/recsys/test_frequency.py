@@ -141,6 +141,7 @@ def test_hash_mixes_all_64_bits():
     assert everywhere.mean() < 0.01  # one hash on 4N buckets: about 22 % collide
 
 
+@pytest.mark.slow
 def test_item_probability_tracks_the_share_training_uses():
     """Stationary stream: item_probability (what training reads) -> p, per item."""
     rng = np.random.default_rng(3)

@@ -163,6 +163,7 @@ def test_block_error_propagates():
         map_blocks(failing_block, 8, block_size=2, backend=Backend("threads", workers=2))
 
 
+@pytest.mark.slow
 def test_importing_sim_imports_no_distributed_library():
     code = (
         "import sys, sim; sim.map_blocks(lambda s, e: [0] * (e - s), 9, block_size=2); "
@@ -196,6 +197,7 @@ def test_moments_identical_on_loky(in_process):
     assert (pinned[:, 0] == 1).all()
 
 
+@pytest.mark.slow
 def test_moments_identical_on_dask_any_block_size(dask_session, in_process):
     assert dask_session.description.startswith("dask LocalCluster tcp://127.0.0.1:")
     assert dask_session.description.endswith(": 2 workers, 2 threads")
@@ -287,6 +289,7 @@ def test_interrupt_cancels_the_cluster_futures(dask_session):
     assert excinfo.value is not None
 
 
+@pytest.mark.slow
 def test_killed_worker_is_retried_and_figures_identical(dask_session):
     client = dask_session.client
     ss = as_seed_sequence(SEED)

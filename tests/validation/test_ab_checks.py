@@ -84,6 +84,7 @@ def coverage_results():
     return ab_checks.check_delta_coverage(CTX)
 
 
+@pytest.mark.slow
 def test_light_tailed_fieller_cells_claim_the_exact_z_coverage(coverage_results):
     """Fieller uses z: at n = 20 and 50 its reference is P(|t_2n-2| < 1.96), not 0.95."""
     cells = [
@@ -95,6 +96,7 @@ def test_light_tailed_fieller_cells_claim_the_exact_z_coverage(coverage_results)
         assert r.expected < 0.95
 
 
+@pytest.mark.slow
 def test_delta_coverage_quick_profile_holds(coverage_results):
     kinds = {r.extra["kind"] for r in coverage_results}
     assert kinds == {"calibrated", "exact", "under", "fieller", "bias", "separation"}
@@ -123,6 +125,7 @@ def test_delta_coverage_quick_profile_holds(coverage_results):
     assert isinstance(ab_checks.plot_coverage(coverage_results), Figure)
 
 
+@pytest.mark.slow
 def test_delta_coverage_fails_for_a_too_narrow_interval(monkeypatch):
     real = ab_coverage._interval
 
@@ -150,6 +153,7 @@ def test_deng2018_table2_quick_profile():
     assert isinstance(ab_checks.plot_table2([r]), Figure)
 
 
+@pytest.mark.slow
 def test_aa_quick_profile():
     res = ab_checks.check_aa(CTX)
     assert [r.name for r in res] == [

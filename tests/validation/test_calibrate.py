@@ -189,6 +189,7 @@ def test_truth_of_each_kind_and_estimand():
 
 
 # ----------------------------------------------------------------------------- verdicts
+@pytest.mark.slow
 def test_own_estimators_pass_and_the_naive_binomial_fails_naming_the_check():
     good = calibrate(estimators.ratio_test, DENG_SMALL, n_replicates=R_SMALL, rng=3)
     assert good.ok, good.problems
@@ -202,6 +203,7 @@ def test_own_estimators_pass_and_the_naive_binomial_fails_naming_the_check():
     assert fpr.figure > 0.05 + fpr.tolerance  # too many false positives, not too few
 
 
+@pytest.mark.slow
 def test_summed_standard_errors_fail_coverage_and_the_false_positive_rate():
     scen = CalibrationScenario("queries-100", SCENARIOS["queries"].simulator, (100, 100))
     good = calibrate(estimators.mean_test, scen, n_replicates=R_SMALL, rng=4)
@@ -215,6 +217,7 @@ def test_summed_standard_errors_fail_coverage_and_the_false_positive_rate():
     assert any("'queries-100/coverage' failed" in p for p in bad.problems)
 
 
+@pytest.mark.slow
 def test_covariate_estimators_pass_on_the_query_scenario():
     scen = CalibrationScenario("queries-100", SCENARIOS["queries"].simulator, (100, 100))
     cal = calibrate(estimators.cuped_test, scen, n_replicates=400, rng=5, checks=["coverage"])
@@ -257,6 +260,7 @@ def test_an_estimator_that_always_raises_gives_a_failed_run_not_a_crash():
     assert math.isnan(cal.cells()["queries/aa-calibration/false-positive-rate"].figure)
 
 
+@pytest.mark.slow
 def test_same_seed_same_results_and_the_report_is_written(tmp_path):
     kw = dict(n_replicates=50, rng=11, checks=["aa", "power"])
     a = calibrate(estimators.mean_test, "small-n", **kw)
@@ -288,6 +292,7 @@ def test_replicate_r_is_the_simulate_moments_replicate_r():
 
 
 # ----------------------------------------------------------------------------- CLI
+@pytest.mark.slow
 def test_cli_calibrate_passes_our_estimator_and_fails_a_wrong_one(tmp_path, capsys):
     out = tmp_path / "good"
     argv = ["calibrate", "estimators:mean_test", "--scenario", "small-n", "--replicates", "300"]

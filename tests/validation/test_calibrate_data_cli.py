@@ -45,6 +45,7 @@ def _run(estimator, rows_file, out, *extra):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("estimator", "code"), [("estimators:ratio_test", 0), ("_own_data:naive_binomial", 1)]
 )

@@ -136,6 +136,7 @@ def query():
     return cc.check_cuped_query(CTX)
 
 
+@pytest.mark.slow
 def test_calibration_quick_profile_holds_and_controls_fail(calibration):
     names = [r.name for r in calibration]
     assert len(names) == 3 * len(cc.CALIBRATION_CELLS)
@@ -154,6 +155,7 @@ def test_calibration_quick_profile_holds_and_controls_fail(calibration):
     assert isinstance(cc.plot_calibration(calibration), Figure)
 
 
+@pytest.mark.slow
 def test_singular_dummies_warn_and_equal_the_drop_one_design(calibration):
     sing = [r for r in calibration if r.extra["cell"] == "singular-dummies"]
     for r in sing:
@@ -162,6 +164,7 @@ def test_singular_dummies_warn_and_equal_the_drop_one_design(calibration):
         assert r.extra["max_abs_diff_se_vs_drop_one_level"] < 1e-9
 
 
+@pytest.mark.slow
 def test_query_quick_profile_holds_and_controls_fail(query):
     assert [r.name for r in query] == [
         "cuped-query/se-ratio",
@@ -183,6 +186,7 @@ def test_query_quick_profile_holds_and_controls_fail(query):
     assert isinstance(cc.plot_query(query), Figure)
 
 
+@pytest.mark.slow
 def test_too_narrow_cuped_interval_is_caught(monkeypatch):
     real = cc._cuped
 

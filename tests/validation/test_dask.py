@@ -93,6 +93,7 @@ def in_process_doc():
     return strip_nondeterministic(run.to_dict())
 
 
+@pytest.mark.slow
 def test_checks_on_the_cluster_identical_to_in_process(cluster, in_process_doc):
     before = _blocks_seen(cluster)
     with sim.use_backend(cluster.scheduler.address) as session:
@@ -103,6 +104,7 @@ def test_checks_on_the_cluster_identical_to_in_process(cluster, in_process_doc):
     assert strip_nondeterministic(run.to_dict()) == in_process_doc
 
 
+@pytest.mark.slow
 def test_cli_scheduler_results_json_identical(tmp_path, cluster, in_process_doc, capsys):
     address = cluster.scheduler.address
     out_dir = tmp_path / "there"
@@ -126,6 +128,7 @@ def test_cli_scheduler_results_json_identical(tmp_path, cluster, in_process_doc,
     assert expected and doc["checks"] == expected
 
 
+@pytest.mark.slow
 def test_calibrate_on_the_cluster_identical(cluster):
     kwargs = dict(n_replicates=40, rng=3, checks=["aa", "bias"])
     here = calibrate(estimators.mean_test, "queries", **kwargs)
@@ -175,6 +178,7 @@ def _slow(ctx):
 """
 
 
+@pytest.mark.slow
 def test_ctrl_c_cancels_cluster_work_and_keeps_results(tmp_path, cluster):
     (tmp_path / "tdask_checks.py").write_text(SLOW_MODULE)
     out = tmp_path / "rep"

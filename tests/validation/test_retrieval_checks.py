@@ -59,6 +59,7 @@ def quick_results():
     return {name: get_check(name).run(ctx) for name in CHECKS}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", CHECKS)
 def test_quick_verdicts(quick_results, name):
     results = quick_results[name]
@@ -71,6 +72,7 @@ def test_quick_verdicts(quick_results, name):
         res.to_dict()  # JSON-serialisable
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", CHECKS)
 def test_negative_controls_fail(quick_results, name):
     for res in quick_results[name]:
@@ -80,12 +82,14 @@ def test_negative_controls_fail(quick_results, name):
         )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", CHECKS)
 def test_plots(quick_results, name):
     fig = get_check(name).plot(quick_results[name])
     assert isinstance(fig, Figure) and fig.axes
 
 
+@pytest.mark.slow
 def test_uncorrected_demotes_popular_items(quick_results):
     cell = next(
         r

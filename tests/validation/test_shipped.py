@@ -58,6 +58,7 @@ sys.exit(main(["run", "--only", "power-mde-roundtrip", "--out", {out!r}, "--no-p
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("owner", ["estimators", "estimators.power"])
 def test_swap_before_import_makes_the_run_exit_1(tmp_path, owner):
     code = textwrap.dedent(_BEFORE_IMPORT.format(owner=owner, out=str(tmp_path / "r")))

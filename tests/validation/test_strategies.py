@@ -40,6 +40,7 @@ def test_each_case_is_drawn(case):
         assert np.unique(data.pre_clicks).size == 1 and np.unique(data.pre_views).size == 1
 
 
+@pytest.mark.slow
 def test_scenarios_strategy_covers_every_simulator():
     for cls in (sim.BetaBinomialCtr, sim.Deng2018Classes, sim.ReferenceCtr):
         found = find(strategies.ctr_scenarios(), lambda s, c=cls: isinstance(s, c), settings=FIND)

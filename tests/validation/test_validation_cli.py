@@ -165,6 +165,7 @@ def test_list_in_process(tmp_checks, capsys):
     assert "tcli-coverage" in text and "exact" in text
 
 
+@pytest.mark.slow
 def test_list_subprocess_with_whatever_is_registered(tmp_path):
     proc = _cli(["list"], tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -206,6 +207,7 @@ def _check(ctx):
 """
 
 
+@pytest.mark.slow
 def test_results_identical_for_1_and_2_numba_threads(tmp_path):
     (tmp_path / "tnum_checks.py").write_text(NUMBA_MODULE)
     docs = []
@@ -257,6 +259,7 @@ def _slow(ctx):
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_leaves_previous_results(tmp_path, signum):
     (tmp_path / "tsig_checks.py").write_text(SLOW_MODULE)
