@@ -760,7 +760,7 @@ def launch(
                         ) from None
                 continue
             if not ok:
-                raise RuntimeError(f"rank {r} failed:\n{value}")
+                raise RuntimeError(_failure_report(r, value, results, n_processes - len(out)))
             out[r] = value
         failed = False
     finally:
@@ -772,6 +772,25 @@ def launch(
                 p.join(timeout=5.0)
         results.close()
     return [out[r] for r in range(n_processes)]
+
+
+def _failure_report(rank_: int, error: str, results: Any, pending: int) -> str:
+    """Message naming every rank that failed within a short grace period, by rank.
+
+    When one rank raises, its peers usually fail too, in a collective ("connection
+    reset by peer"), and their reports can arrive first; waiting briefly and listing all
+    failures keeps the rank that caused it in the message whatever the arrival order.
+    """
+    failures = {rank_: error}
+    grace = time.monotonic() + 2.0
+    while len(failures) < pending and time.monotonic() < grace:
+        try:
+            r, ok, value = results.get(timeout=max(0.0, grace - time.monotonic()))
+        except queue.Empty:
+            break
+        if not ok:
+            failures[r] = value
+    return "\n".join(f"rank {r} failed:\n{failures[r]}" for r in sorted(failures))
 
 
 # ---------------------------------------------------------------------------- compare
