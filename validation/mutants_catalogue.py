@@ -10,6 +10,7 @@ harness in :mod:`validation.mutants` installs it and runs those checks. docs/the
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -229,6 +230,9 @@ def _inclusion_as_count(orig):
 
 def _logq_added(orig):
     """Add log Q to the logits instead of subtracting it (a sign slip inside the loss)."""
+    # the slip is in the arithmetic, not in the input: skip the unit check of Q (where
+    # the function has one; the fused training loss has none)
+    no_check = {"validate": False} if "validate" in inspect.signature(orig).parameters else {}
 
     def mutant(*args, **kwargs):
         args = list(args)
@@ -236,8 +240,7 @@ def _logq_added(orig):
             args[3] = -args[3]
         elif kwargs.get("log_q") is not None:
             kwargs = {**kwargs, "log_q": -kwargs["log_q"]}
-        # the slip is in the arithmetic, not in the input: skip the unit check of Q
-        return orig(*args, **{**kwargs, "validate": False})
+        return orig(*args, **{**kwargs, **no_check})
 
     return mutant
 
@@ -515,6 +518,13 @@ MUTANTS: tuple[Mutant, ...] = (
         "loss-logq-added",
         "recsys.losses:sampled_softmax_loss",
         "logQ added to the logits instead of subtracted",
+        _logq_added,
+        _SHIPPED,
+    ),
+    Mutant(
+        "fast-loss-logq-added",
+        "recsys.losses:shared_negatives_loss",
+        "the training step's fused loss adds log Q to the negatives' logits",
         _logq_added,
         _SHIPPED,
     ),

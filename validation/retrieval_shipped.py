@@ -56,6 +56,7 @@ full_softmax_candidates = Shipped("recsys.negatives", "full_softmax_candidates")
 in_batch_candidates = Shipped("recsys.negatives", "in_batch_candidates")
 mixed_candidates = Shipped("recsys.negatives", "mixed_candidates")
 sampled_softmax_loss = Shipped("recsys.losses", "sampled_softmax_loss")
+shared_negatives_loss = Shipped("recsys.losses", "shared_negatives_loss")
 expected_full_gradient = Shipped("sim.softmax", "expected_full_softmax_gradient")
 
 _TOL = 1e-9
@@ -411,6 +412,42 @@ def _invariance_cells(ctx: RunContext, ss) -> list[CheckResult]:
     ]
 
 
+def _fast_loss_cell(ctx: RunContext, ss) -> CheckResult:
+    """Compare the training step's fused loss with the builder + loss it stands in for."""
+    rng = np.random.default_rng(ss)
+    b, m, d, n = 6, 12, 4, 10  # ids drawn from 10 items: duplicates and hits are certain
+    pos, neg = (torch.as_tensor(rng.integers(0, n, k)) for k in (b, m))
+    query, table = (torch.as_tensor(rng.normal(size=shape)) for shape in ((b, d), (n, d)))
+    log_q = float(np.log(m / n))  # uniform draws: expected count Q = m / N
+
+    def loss_and_grads(fast: bool, lq: float | None) -> np.ndarray:
+        q, t = query.clone().requires_grad_(), table.clone().requires_grad_()
+        if fast:
+            loss = shared_negatives_loss(
+                q, t[pos], t[neg], lq, positive_ids=pos, negative_ids=neg, temperature=TEMPERATURE
+            )
+        else:
+            uniform = torch.full((n,), 1.0 / n, dtype=torch.float64)
+            cs = sampled_softmax_candidates(pos, t[pos], neg, t[neg], sampler_probs=uniform)
+            loss = cs.loss(q, temperature=TEMPERATURE)
+        loss.backward()
+        return np.concatenate([[loss.item()], q.grad.numpy().ravel(), t.grad.numpy().ravel()])
+
+    want = loss_and_grads(False, log_q)
+    return _cell(
+        "fast-sampled-loss",
+        "the training step's fused shared_negatives_loss equals sampled_softmax_loss on "
+        f"sampled_softmax_candidates (uniform draws, hits removed): loss and gradients to "
+        f"{_TOL:g} (relative), B = {b}, M = {m}, N = {n}",
+        _relative_gap(loss_and_grads(True, log_q), want),
+        "fused loss without the log Q of the negatives",
+        _relative_gap(loss_and_grads(True, None), want),
+        _scenario(m=m, batch=b, n_items=n, temperature=TEMPERATURE),
+        1,
+        ctx,
+    )
+
+
 @register(
     "retrieval-shipped-gradient",
     claim=(
@@ -419,7 +456,8 @@ def _invariance_cells(ctx: RunContext, ss) -> list[CheckResult]:
         "and loss; the full softmax through recsys equals sim's exact gradient; exact "
         "expectations over every negative sequence vanish where theory says (logQ on "
         "every logit at the truth, the uncorrected loss at log pi - log q); removed hits "
-        "and duplicates carry no weight."
+        "and duplicates carry no weight; the training step's fused sampled loss equals "
+        "the builder + loss."
     ),
     reference="Bengio & Senecal (2008); Jean et al. (2015), eq. 11; Yi et al. (2019).",
     group="retrieval",
@@ -429,13 +467,14 @@ def check_shipped_gradient(ctx: RunContext) -> list[CheckResult]:
     """Exact properties of the shipped loss, builders and truth (see the claim)."""
     problem = _problem()
     ss = ctx.seed_sequence("retrieval-shipped-gradient")
-    loss_ss, builder_ss, exact_ss, inv_ss = child_sequences(ss, 4)
+    loss_ss, builder_ss, exact_ss, inv_ss, fast_ss = child_sequences(ss, 5)
     return [
         *_loss_cells(ctx, problem, loss_ss),
         _full_cell(ctx, problem),
         *_builder_cells(ctx, builder_ss),
         *_exact_cells(ctx, exact_ss),
         *_invariance_cells(ctx, inv_ss),
+        _fast_loss_cell(ctx, fast_ss),
     ]
 
 
