@@ -205,15 +205,18 @@ class StreamingFrequencyEstimator:
             raise ValueError(f"`step` must be >= the previous step {self.step - 1}; got {t}.")
         buckets = self.buckets(ids)  # (H, n)
         for h in range(self.n_hashes):
-            idx = torch.unique(buckets[h])  # (u,) one update per bucket and batch
-            last = self.last_step[h, idx]  # (u,)
-            seen = last >= 0  # (u,)
-            observed = (t - last).double()  # (u,) gap since the last sighting
-            old = self.gap[h, idx]  # (u,)
+            # One update per bucket and batch without deduplicating: every copy of a
+            # bucket reads the same old state, so all copies write the same new value.
+            idx = buckets[h]  # (n,) with repeats
+            gap_h, last_h = self.gap[h], self.last_step[h]  # views, (n_buckets,)
+            last = last_h.index_select(0, idx)  # (n,)
+            seen = last >= 0  # (n,)
+            observed = (t - last).double()  # (n,) gap since the last sighting
+            old = gap_h.index_select(0, idx)  # (n,)
             new = torch.where(old > 0, (1 - self.alpha) * old + self.alpha * observed, observed)
             new = torch.where(seen & (observed > 0), new, old)  # first sighting: no gap yet
-            self.gap[h, idx] = new
-            self.last_step[h, idx] = t
+            gap_h.index_copy_(0, idx, new)
+            last_h.index_fill_(0, idx, t)
         self.step = t + 1
 
     def expected_gap(self, ids) -> Tensor:

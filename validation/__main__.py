@@ -283,6 +283,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
     from tqdm import tqdm
 
+    from validation.plot_worker import BackgroundPlots
     from validation.report import write_report
     from validation.runner import (
         RunInterrupted,
@@ -330,15 +331,27 @@ def _cmd_run(args: argparse.Namespace) -> int:
         old_term = None
     try:
         try:
-            run = run_checks(
-                checks,
-                profile=args.profile,
-                seed=args.seed,
-                show_progress=args.progress,
-                on_outcome=echo,
-                command=command,
-            )
-            paths = write_report(run, out_dir, recsys_results=args.recsys_results)
+            # plots drawn in a second process while the next checks run
+            with BackgroundPlots(enabled=len(checks) > 1) as background:
+
+                def finished(outcome: Any) -> None:
+                    echo(outcome)
+                    background.submit(outcome)
+
+                run = run_checks(
+                    checks,
+                    profile=args.profile,
+                    seed=args.seed,
+                    show_progress=args.progress,
+                    on_outcome=finished,
+                    command=command,
+                )
+                paths = write_report(
+                    run,
+                    out_dir,
+                    recsys_results=args.recsys_results,
+                    plots=background.plots,
+                )
         except RunInterrupted as exc:
             _print_interrupted(exc, out_dir)
             return EXIT_INTERRUPTED

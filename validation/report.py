@@ -27,7 +27,7 @@ import math
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -147,6 +147,7 @@ def deviation_figure(cells: Sequence[tuple[Check, CheckResult]], title: str) -> 
     matplotlib.figure.Figure
     """
     from matplotlib.figure import Figure
+    from matplotlib.layout_engine import PlaceHolderLayoutEngine
     from matplotlib.ticker import FuncFormatter
 
     n = max(1, len(cells))
@@ -155,32 +156,35 @@ def deviation_figure(cells: Sequence[tuple[Check, CheckResult]], title: str) -> 
     ax.axvspan(-1.0, 1.0, color="#d8f0d8", label="acceptance band (±z·MCSE)")
     ax.axvline(0.0, color="#6a6", lw=0.8)
     labels = []
+    # one Line2D per (marker, colour, legend label), not one per point: a quick report's
+    # overview has ~340 points, and drawing them one artist each took ~3 s
+    points: dict[tuple[str, str, str, float], tuple[list[float], list[float]]] = {}
+
+    def add(style: tuple[str, str, str, float], x: float, y: float) -> None:
+        xs, ys = points.setdefault(style, ([], []))
+        xs.append(x)
+        ys.append(y)
+
     for i, (_check, res) in enumerate(cells):
         y = n - 1 - i
         labels.append((y, res.name))
         d = _deviation(res.figure, res.expected, res.tolerance)
         if math.isfinite(d):
             own = uses_own_rule(res)
-            ax.plot(
-                [d],
-                [y],
-                "D" if own else "o",
-                color=("#c22" if not res.passed else "#d90" if own else "#2a7"),
-                label=("cell (FAIL)" if not res.passed else f"cell ({res.state})")
-                + (", own rule" if own else ""),
+            color = "#c22" if not res.passed else "#d90" if own else "#2a7"
+            label = ("cell (FAIL)" if not res.passed else f"cell ({res.state})") + (
+                ", own rule" if own else ""
             )
+            add(("D" if own else "o", color, label, 6.0), d, y)
         ctrl = res.negative_control
         if ctrl is not None:
             dc = _deviation(ctrl.figure, res.expected, res.tolerance)
             if math.isfinite(dc):
-                ax.plot(
-                    [dc],
-                    [y],
-                    "x",
-                    ms=8,
-                    color="#555" if ctrl.failed_as_expected else "#c22",
-                    label="negative control" if ctrl.failed_as_expected else "control (PASSED)",
-                )
+                ok = ctrl.failed_as_expected
+                label = "negative control" if ok else "control (PASSED)"
+                add(("x", "#555" if ok else "#c22", label, 8.0), dc, y)
+    for (marker, color, label, size), (xs, ys) in points.items():
+        ax.plot(xs, ys, marker, ms=size, color=color, label=label, linestyle="none")
     ax.set_xscale("symlog", linthresh=1.0)
     # At most ~5 decades labelled per side, so labels never overlap however far a
     # negative control lands (controls can sit 1e10 tolerances away).
@@ -203,7 +207,31 @@ def deviation_figure(cells: Sequence[tuple[Check, CheckResult]], title: str) -> 
         unique.values(), unique.keys(), fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0)
     )
     ax.grid(axis="x", alpha=0.3)
+    # Margins from the measured width of the longest label instead of a tight layout:
+    # the tight layout measured every tick label several times (2 s of 3 for the
+    # overview's ~170 labels).
+    left = _text_width_in(max((name for _, name in labels), key=len, default=""), 8) + 0.3
+    right = _text_width_in(max(unique, key=len, default=""), 7) + 0.75
+    width, height = max(8.0, left + 4.5 + right), fig.get_figheight()
+    fig.set_size_inches(width, height)
+    fig.subplots_adjust(
+        left=left / width, right=1 - right / width, bottom=0.62 / height, top=1 - 0.4 / height
+    )
+    # keep these margins: a placeholder engine, so that figure_png adds no tight layout
+    fig.set_layout_engine(PlaceHolderLayoutEngine(adjust_compatible=True, colorbar_gridspec=True))
     return fig
+
+
+def _text_width_in(text: str, size: float) -> float:
+    """Width in inches of ``text`` set in the default font at ``size`` points."""
+    from matplotlib.backends.backend_agg import RendererAgg
+    from matplotlib.font_manager import FontProperties
+
+    renderer = RendererAgg(1, 1, 72.0)
+    width, _, _ = renderer.get_text_width_height_descent(
+        text, FontProperties(size=size), ismath=False
+    )
+    return width / 72.0
 
 
 def render_check_plot(outcome: CheckOutcome) -> PlotOutcome | None:
@@ -479,6 +507,7 @@ def write_report(
     out_dir: str | os.PathLike[str],
     *,
     recsys_results: str | os.PathLike[str] | None = None,
+    plots: Mapping[str, PlotOutcome] | Callable[[], Mapping[str, PlotOutcome]] | None = None,
 ) -> ReportPaths:
     """Write ``results.json``, ``report.md``, ``report.html`` and ``plots/*.png``.
 
@@ -490,6 +519,11 @@ def write_report(
         The report directory (created if missing).
     recsys_results : str, os.PathLike or None
         A ``results.json`` of ``python -m recsys compare`` to include.
+    plots : mapping of str to PlotOutcome, or a callable returning one, optional
+        Check plots already drawn, by check name (the callable, such as
+        :meth:`validation.plot_worker.BackgroundPlots.plots`, is called once the
+        overview plots are drawn); the others are drawn here with
+        :func:`render_check_plot`.
 
     Returns
     -------
@@ -503,11 +537,6 @@ def write_report(
     untouched and removes the temporary ones.
     """
     out = Path(out_dir).resolve()
-    plots: dict[str, PlotOutcome] = {}
-    for outcome in run.outcomes:
-        plot = render_check_plot(outcome)
-        if plot is not None:
-            plots[outcome.check.name] = plot
     cells = list(run.cells())
     overview = (
         PlotOutcome("overview", figure_png(deviation_figure(cells, "all cells"))) if cells else None
@@ -525,8 +554,16 @@ def write_report(
                 recsys_plot = PlotOutcome("recsys", figure_png(recsys_figure(recsys)))
             except Exception as exc:  # noqa: BLE001 - reported in the document
                 recsys_plot = PlotOutcome("recsys", None, error=f"{type(exc).__name__}: {exc}")
+    # the check plots last: a background worker (``plots``) may still be drawing them
+    drawn = dict((plots() if callable(plots) else plots) or {})
+    check_plots: dict[str, PlotOutcome] = {}
+    for outcome in run.outcomes:
+        name = outcome.check.name
+        plot = drawn[name] if name in drawn and outcome.results else render_check_plot(outcome)
+        if plot is not None:
+            check_plots[name] = plot
     blocks = build_blocks(
-        run, plots, recsys=recsys, recsys_plot=recsys_plot, overview=overview, calmap=calmap
+        run, check_plots, recsys=recsys, recsys_plot=recsys_plot, overview=overview, calmap=calmap
     )
     if recsys is not None:
         run = with_recsys_extra(run, recsys)
@@ -539,7 +576,7 @@ def write_report(
         writer.stage("report.html", render_html(blocks))
         writer.stage("results.json", results_json(run), last=True)
         writer.commit()
-    errors = tuple(f"{k}: {p.error}" for k, p in plots.items() if p.error is not None)
+    errors = tuple(f"{k}: {p.error}" for k, p in check_plots.items() if p.error is not None)
     return ReportPaths(
         results_json=out / "results.json",
         markdown=out / "report.md",
