@@ -45,7 +45,7 @@ from validation.ab_coverage import (
     coverage_table,
     plot_coverage,
 )
-from validation.ab_mc import ks_uniformity, rejection_rate, sd_ratio
+from validation.ab_mc import ks_uniformity, pvalue_qq_figure, rejection_rate, sd_ratio
 from validation.ab_samples import (
     COVERAGE_DISTRIBUTIONS,
     COVERAGE_LIFT,
@@ -169,25 +169,11 @@ _AA_USERS = 1_000
 
 def plot_aa(results: list[CheckResult]):
     """QQ plot of the A/A p-values (delta vs naive) against Uniform(0, 1)."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(5, 4))
-    ax = fig.subplots()
-    for res in results:
-        q = res.extra.get("pvalue_quantiles")
-        if q is None:
-            continue
-        probs = np.asarray(res.extra["probs"])
-        ax.plot(probs, q["delta"], label="delta method")
-        ax.plot(probs, q["naive"], label="naive binomial", ls="--")
-        break
-    ax.plot([0, 1], [0, 1], color="k", lw=0.8)
-    ax.set_xlabel("Uniform(0, 1) quantile")
-    ax.set_ylabel("A/A p-value quantile")
-    ax.legend(fontsize=8)
-    ax.set_title("A/A p-values, Deng 2018 classes, 1,000 users per arm")
-    fig.tight_layout()
-    return fig
+    return pvalue_qq_figure(
+        results,
+        [("delta", "delta method", "-"), ("naive", "naive binomial", "--")],
+        "A/A p-values, Deng 2018 classes, 1,000 users per arm",
+    )
 
 
 @register(

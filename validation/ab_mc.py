@@ -18,7 +18,9 @@ References
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -31,6 +33,7 @@ __all__ = [
     "coverage",
     "ks_uniformity",
     "mean_band",
+    "pvalue_qq_figure",
     "rejection_rate",
     "sd_ratio",
     "variance_ratio",
@@ -199,3 +202,44 @@ def sd_ratio(
     lin = a / (2.0 * sd * sbar) - ratio * s / sbar
     se = float(np.std(lin, ddof=1) / math.sqrt(r))
     return BandFigure(float(ratio), z * se, se, r)
+
+
+def pvalue_qq_figure(
+    results: Sequence[Any], series: Sequence[tuple[str, str, str]], title: str | None = None
+) -> Any:
+    """QQ plot of A/A p-values against Uniform(0, 1), the picture of :func:`ks_uniformity`.
+
+    Parameters
+    ----------
+    results : sequence of CheckResult
+        Cells of a check; the first whose ``extra`` holds ``"pvalue_quantiles"`` (a dict
+        of quantile lists) and ``"probs"`` (the probabilities) is drawn.
+    series : sequence of (key, label, linestyle)
+        Which quantile lists to draw, with their legend labels and line styles.
+    title : str, optional
+        The axes title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5, 4))
+    ax = fig.subplots()
+    for res in results:
+        q = res.extra.get("pvalue_quantiles")
+        if q is None:
+            continue
+        probs = np.asarray(res.extra["probs"])
+        for key, label, ls in series:
+            ax.plot(probs, q[key], ls=ls, label=label)
+        break
+    ax.plot([0, 1], [0, 1], color="k", lw=0.8)
+    ax.set_xlabel("Uniform(0, 1) quantile")
+    ax.set_ylabel("A/A p-value quantile")
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig

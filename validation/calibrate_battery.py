@@ -23,7 +23,7 @@ import numpy.typing as npt
 from scipy import stats
 
 from estimators.moments import RatioMoments
-from validation.ab_mc import coverage, ks_uniformity, mean_band, rejection_rate
+from validation.ab_mc import coverage, ks_uniformity, mean_band, pvalue_qq_figure, rejection_rate
 from validation.calibrate_protocol import _FIELDS, ProtocolError, estimator_args, estimator_output
 from validation.calibrate_scenarios import CalibrationScenario
 from validation.core import Check, CheckResult, NegativeControl
@@ -419,24 +419,9 @@ def _errors_cell(name, failures, n_calls, scenario, seed) -> CheckResult:
 
 def plot_aa_pvalues(results: list[CheckResult]):
     """QQ plot of the A/A p-values of the estimator and of its control against Uniform(0, 1)."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(5, 4))
-    ax = fig.subplots()
-    for res in results:
-        q = res.extra.get("pvalue_quantiles")
-        if q is None:
-            continue
-        probs = np.asarray(res.extra["probs"])
-        ax.plot(probs, q["estimator"], label="estimator")
-        ax.plot(probs, q["control"], ls="--", label=f"control: {CONTROL_NAME}")
-        break
-    ax.plot([0, 1], [0, 1], color="k", lw=0.8)
-    ax.set_xlabel("Uniform(0, 1) quantile")
-    ax.set_ylabel("A/A p-value quantile")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    return pvalue_qq_figure(
+        results, [("estimator", "estimator", "-"), ("control", f"control: {CONTROL_NAME}", "--")]
+    )
 
 
 def _scenario_outcomes(

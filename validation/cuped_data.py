@@ -249,6 +249,9 @@ def pilot_variance_ratio(
         batch-means standard error; and the control arm's R^2.
     """
 
+    # This is the truth side of the variance-reduction cells: the population optimum,
+    # computed here from covariances and never with the shipped CUPED (a wrong theta in
+    # estimators.cuped would otherwise move the prediction along with the figure).
     def ratio_of(ys, xs):
         covs = [np.cov(np.column_stack([y, x]), rowvar=False) for y, x in zip(ys, xs, strict=True)]
         pi = np.asarray(n_per_arm, dtype=np.float64) / sum(n_per_arm)
