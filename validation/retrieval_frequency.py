@@ -143,50 +143,64 @@ def _streams(
     n_streams: int,
     n_steps: int,
     ss: np.random.SeedSequence,
-    n_buckets: int,
-    n_hashes: int,
+    tables: dict[str, tuple[int, int, int]],
     probe: np.ndarray,
     checkpoints: list[int],
-    salt: int = 11,
-):
-    """Run ``n_streams`` independent Zipf streams through one estimator (disjoint ids).
+) -> dict[str, tuple[np.ndarray, ...]]:
+    """Run ``n_streams`` independent Zipf streams through several estimators (disjoint ids).
 
-    Stream ``s`` uses ids ``s * N + y``; the table has ``n_streams * n_buckets`` rows,
-    so each stream sees the collision density of ``n_buckets`` buckets.
-    Returns the ``(len(checkpoints), n_streams, len(probe))`` gaps, the item law
-    ``p``, the final :meth:`StreamingFrequencyEstimator.item_probability` of the
-    probes and their per-batch frequency ``estimate``, each ``(n_streams, len(probe))``
-    (each stream's batch holds ``B`` ids), and the ``(n_streams, len(probe))`` mask of
-    probes alone in their bucket under every hash (no other of the ``n_streams * N``
-    ids hashes there).
+    ``tables`` maps a label to ``(n_buckets, n_hashes, salt)``; every estimator sees the
+    same streams (drawn once). Stream ``s`` uses ids ``s * N + y``; a table has
+    ``n_streams * n_buckets`` rows, so each stream sees the collision density of
+    ``n_buckets`` buckets. Returns, per label, the ``(len(checkpoints), n_streams,
+    len(probe))`` gaps, the item law ``p``, the final
+    :meth:`StreamingFrequencyEstimator.item_probability` of the probes and their
+    per-batch frequency ``estimate``, each ``(n_streams, len(probe))`` (each stream's
+    batch holds ``B`` ids), and the ``(n_streams, len(probe))`` mask of probes alone in
+    their bucket under every hash (no other of the ``n_streams * N`` ids hashes there).
     """
     n, b = STREAM_SCENARIO["n_items"], STREAM_SCENARIO["batch_size"]
     p = 1.0 / np.arange(1, n + 1) ** STREAM_SCENARIO["zipf_exponent"]
     p /= p.sum()
-    est = StreamingFrequencyEstimator(
-        n_streams * n_buckets, n_hashes, STREAM_SCENARIO["alpha"], seed=salt
-    )
+    ests = {
+        label: StreamingFrequencyEstimator(
+            n_streams * n_buckets, n_hashes, STREAM_SCENARIO["alpha"], seed=salt
+        )
+        for label, (n_buckets, n_hashes, salt) in tables.items()
+    }
     gen = np.random.default_rng(ss)
     offsets = (np.arange(n_streams, dtype=np.int64) * n)[:, None]  # (S, 1)
     probe_ids = torch.as_tensor((offsets + probe[None, :]).ravel())  # (S * P,)
     cdf = np.cumsum(p)
-    out = []
+    gaps: dict[str, list[np.ndarray]] = {label: [] for label in tables}
     for t in range(n_steps):
         y = np.minimum(
             np.searchsorted(cdf, gen.random((n_streams, b)) * cdf[-1], side="right"), n - 1
         )  # (S, B)
-        est.update(torch.as_tensor((y + offsets).ravel()))
-        if t + 1 in checkpoints:
-            gap = est.expected_gap(probe_ids).numpy().reshape(n_streams, probe.size)
-            out.append(gap)
-    share = est.item_probability(probe_ids, b).numpy().reshape(n_streams, probe.size)
-    freq = est.estimate(probe_ids).numpy().reshape(n_streams, probe.size)
-    every_id = est.buckets(torch.arange(n_streams * n, dtype=torch.int64))  # (H, S * N)
-    alone = np.ones(probe_ids.numel(), dtype=bool)
-    for h in range(n_hashes):
-        load = torch.bincount(every_id[h], minlength=est.n_buckets)  # ids per bucket
-        alone &= (load[every_id[h][probe_ids]] == 1).numpy()
-    return np.stack(out), p, share, freq, alone.reshape(n_streams, probe.size)
+        ids = torch.as_tensor((y + offsets).ravel())
+        for label, est in ests.items():
+            est.update(ids)
+            if t + 1 in checkpoints:
+                gap = est.expected_gap(probe_ids).numpy().reshape(n_streams, probe.size)
+                gaps[label].append(gap)
+    every_id = torch.arange(n_streams * n, dtype=torch.int64)
+    out = {}
+    for label, est in ests.items():
+        share = est.item_probability(probe_ids, b).numpy().reshape(n_streams, probe.size)
+        freq = est.estimate(probe_ids).numpy().reshape(n_streams, probe.size)
+        buckets = est.buckets(every_id)  # (H, S * N)
+        alone = np.ones(probe_ids.numel(), dtype=bool)
+        for h in range(est.n_hashes):
+            load = torch.bincount(buckets[h], minlength=est.n_buckets)  # ids per bucket
+            alone &= (load[buckets[h][probe_ids]] == 1).numpy()
+        out[label] = (
+            np.stack(gaps[label]),
+            p,
+            share,
+            freq,
+            alone.reshape(n_streams, probe.size),
+        )
+    return out
 
 
 def plot_streaming(results: list[CheckResult]):
@@ -252,18 +266,15 @@ def check_streaming_frequency(ctx: RunContext) -> list[CheckResult]:
     checkpoints = sorted({n_steps // 8, n_steps // 4, n_steps // 2, n_steps})
     probe = np.unique(np.geomspace(1, 500, 12).astype(np.int64)) - 1  # ranks 1..500
     b_per_stream = {"large": 1 << 13, "few": n // 4}
-    runs: dict[str, tuple[np.ndarray, ...]] = {}
     ss = ctx.seed_sequence("retrieval-streaming-frequency")  # same streams in every cell
-    for label, n_buckets, n_hashes, salt in (
-        ("large", b_per_stream["large"], 1, 11),
-        ("few-1", b_per_stream["few"], 1, 11),
-        ("few-1-other-salt", b_per_stream["few"], 1, 12),
-        ("large-other-salt", b_per_stream["large"], 1, 12),
-        ("few-4", b_per_stream["few"], 4, 11),
-    ):
-        runs[label] = _streams(
-            n_streams, n_steps, ss, n_buckets, n_hashes, probe, checkpoints, salt
-        )
+    tables = {
+        "large": (b_per_stream["large"], 1, 11),
+        "few-1": (b_per_stream["few"], 1, 11),
+        "few-1-other-salt": (b_per_stream["few"], 1, 12),
+        "large-other-salt": (b_per_stream["large"], 1, 12),
+        "few-4": (b_per_stream["few"], 4, 11),
+    }
+    runs = _streams(n_streams, n_steps, ss, tables, probe, checkpoints)
     p = runs["large"][1]
     q_b = -np.expm1(b * np.log1p(-p[probe]))  # (P,) per-batch inclusion probability
     ratio = {k: v[0] * q_b for k, v in runs.items()}  # (T, S, P): gap / E[gap]
