@@ -91,7 +91,7 @@ def calibration_map(run: SuiteRun) -> Any | None:
     dists = list(dict.fromkeys(row["dist"] for row in table))
     methods = list(dict.fromkeys(row["method"] for row in table))
     ns = sorted({int(row["n_per_arm"]) for row in table})
-    fig = Figure(figsize=(3.2 * len(dists) + 1.2, 3.4))
+    fig = Figure(figsize=(3.2 * len(dists) + 1.2, 3.4), layout="constrained")  # has a colorbar
     axes = fig.subplots(1, len(dists), squeeze=False)[0]
     norm = TwoSlopeNorm(vcenter=0.95, vmin=0.75, vmax=1.0)
     image = None

@@ -196,7 +196,7 @@ def plot_power(results: list[CheckResult]):
 )
 def check_power(ctx: RunContext) -> list[CheckResult]:
     """Compare simulated with formula power (see the registered claim)."""
-    r = ctx.replicates(1_000, 10_000)
+    r = ctx.replicates(1_000, 5_000)  # full: power s.e. 0.0057 at 0.8, band about ±0.023
     out = []
     sigmas: dict[str, tuple[float, float, float]] = {}
     pilot_users = ctx.replicates(_QUICK_PILOT_USERS, _PILOT_USERS)
