@@ -301,6 +301,7 @@ def test_mutants_json_is_written_atomically(tmp_path, monkeypatch):
     assert sorted(p.name for p in out.iterdir()) == ["mutants.json"]
 
 
+@pytest.mark.slow  # imports the runner (SciPy) in-process
 def test_an_interrupt_an_import_turned_into_an_error_exits_130(monkeypatch, capsys):
     # measured: NumPy's C import, interrupted, reports "PyCapsule_Import could not import
     # module 'datetime'" (an ImportError): the run must still end as interrupted
