@@ -95,3 +95,39 @@ def test_sigint_once_the_command_runs_exits_130(tmp_path):
             proc.communicate()
     assert proc.returncode == 130, (proc.returncode, stdout, stderr)
     assert "Traceback" not in stderr and "interrupted" in stderr, stderr
+
+
+def _python(code: str) -> str:
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def test_import_estimators_imports_no_scipy():
+    # python -m estimators imports the package before its handler: keep that short
+    out = _python("import sys, estimators\nprint('scipy' in sys.modules, 'duckdb' in sys.modules)")
+    assert out.split() == ["False", "False"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("first", ["import estimators.power", "from estimators import power"])
+def test_power_is_the_function_whatever_comes_first(first):
+    code = f"""{first}
+import inspect, sys
+import estimators
+from estimators.power import sample_size
+assert inspect.isfunction(estimators.power), estimators.power
+assert estimators.power is sys.modules["estimators.power"].power
+assert estimators.sample_size is sample_size
+assert set(estimators.__all__) <= set(dir(estimators))
+print("ok")
+"""
+    assert _python(code).strip() == "ok"
