@@ -4,9 +4,9 @@ Reads a CSV or Parquet file (or a DuckDB database with ``--table`` / ``--query``
 aggregates it inside DuckDB into per-arm moments, and prints every treatment arm
 against control for every metric (see ``docs/data.md``). Exit status 0 on success,
 2 on a usage error (a missing column, an unknown label, a bad option), 130 when
-interrupted (SIGINT or SIGTERM) once this module runs, with one line and no traceback.
-``python -m`` imports the ``estimators`` package (SciPy) before this module, and an
-interrupt during that import still ends the process with a traceback.
+interrupted (SIGINT or SIGTERM), with one line and no traceback. The package imports
+its names lazily, so this module installs its handler about 0.1 s after launch, before
+SciPy or DuckDB is imported.
 """
 
 from __future__ import annotations
