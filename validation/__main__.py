@@ -14,7 +14,11 @@ it should; 1 otherwise (the failures are printed); 2 for a usage error or a back
 be opened (an unreachable ``--scheduler`` is named within ``--connect-timeout``
 seconds); 130 when
 interrupted (SIGINT or SIGTERM), in which case nothing is written and a previous
-report in the folder is left as it was.
+report in the folder is left as it was. That holds at any moment after the interpreter
+has started (about 0.1 s after launch): imports, parsing, checks and report writing,
+for every subcommand, with a message on stderr and no traceback. The report's files
+are moved into place with the signals held back, so an interrupt during those moves
+takes effect once they are all done (the message says the report is the new one).
 """
 
 from __future__ import annotations
