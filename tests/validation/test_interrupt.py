@@ -322,3 +322,43 @@ def test_an_interrupt_an_import_turned_into_an_error_exits_130(monkeypatch, caps
     assert "could not import" not in err and "Traceback" not in err, err
     assert err.strip().endswith("interrupted; nothing was written.")
     assert signal.getsignal(signal.SIGINT) is before
+
+
+@pytest.mark.slow  # runs two small checks in-process
+@pytest.mark.parametrize("moved", [False, True])
+def test_an_interrupt_while_writing_says_which_report_is_there(
+    tmp_path, monkeypatch, capsys, moved
+):
+    # the moves into place hold the signals back: an interrupt lands before them (the
+    # previous report stays) or after them all (the new one is complete); say which
+    from _tmpchecks import register_tmp_checks  # tests/validation is on the path
+
+    import validation.report
+    from validation import __main__ as cli
+    from validation.core import unregister
+    from validation.interrupt import Interrupted
+
+    out = tmp_path / "rep"
+    out.mkdir()
+    (out / "results.json").write_text(PREVIOUS)
+
+    def write_then_interrupt(run, out_dir, **kwargs):
+        if moved:
+            new = out / "new.json"
+            new.write_text("{}")
+            os.replace(new, out / "results.json")
+        raise Interrupted(signal.SIGINT)
+
+    monkeypatch.setattr(validation.report, "write_report", write_then_interrupt)
+    names = register_tmp_checks("tintw")
+    try:
+        rc = cli.main(["run", "--only", "tintw-*", "--out", str(out), "--no-progress"])
+    finally:
+        for name in names:
+            unregister(name)
+    err = capsys.readouterr().err
+    assert rc == 130 and "Traceback" not in err
+    if moved:
+        assert "is the new one" in err, err
+    else:
+        assert "was not replaced" in err and (out / "results.json").read_text() == PREVIOUS
