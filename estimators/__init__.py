@@ -1,30 +1,42 @@
 """Delta method, power and sample size, CUPED and OLS equivalences (docs/theory.md §1-3).
 
 Pure functions of arrays (or of per-arm sufficient statistics) returning frozen
-result objects. This package imports nothing else of the suite.
+result objects. This package imports nothing else of the suite. Its public names are
+imported on first use (``estimators._lazy``), so ``python -m estimators`` starts (and
+can be interrupted cleanly) before SciPy is loaded.
 """
 
-from ._result import EstimatorWarning, TestResult
-from .cuped import (
-    RankDeficientWarning,
-    cuped_test,
-    cuped_test_from_moments,
-    cuped_theta,
-    fill_missing_covariates,
-)
-from .moments import RatioMoments
-from .ols import ols_test
-from .power import PilotSigma, SampleSizeResult, mde, power, sample_size, sigma_from_pilot
-from .ratio import (
-    linearize_ratio,
-    mean_test,
-    ratio_sigma,
-    ratio_test,
-    ratio_test_from_moments,
-    ratio_variance,
-)
-from .sources import moments_from_frame, moments_from_sql, moments_sql
-from .srm import SRMResult, srm_test
+from ._lazy import make_lazy
+
+#: Public name -> the submodule defining it (imported when the name is first read).
+_EXPORTS: dict[str, str] = {
+    "EstimatorWarning": "._result",
+    "TestResult": "._result",
+    "RankDeficientWarning": ".cuped",
+    "cuped_test": ".cuped",
+    "cuped_test_from_moments": ".cuped",
+    "cuped_theta": ".cuped",
+    "fill_missing_covariates": ".cuped",
+    "RatioMoments": ".moments",
+    "ols_test": ".ols",
+    "PilotSigma": ".power",
+    "SampleSizeResult": ".power",
+    "mde": ".power",
+    "power": ".power",
+    "sample_size": ".power",
+    "sigma_from_pilot": ".power",
+    "linearize_ratio": ".ratio",
+    "mean_test": ".ratio",
+    "ratio_sigma": ".ratio",
+    "ratio_test": ".ratio",
+    "ratio_test_from_moments": ".ratio",
+    "ratio_variance": ".ratio",
+    "moments_from_frame": ".sources",
+    "moments_from_sql": ".sources",
+    "moments_sql": ".sources",
+    "SRMResult": ".srm",
+    "srm_test": ".srm",
+}
 
 __all__: list[str] = [
     "EstimatorWarning",
@@ -54,3 +66,5 @@ __all__: list[str] = [
     "sigma_from_pilot",
     "srm_test",
 ]
+
+make_lazy(__name__, _EXPORTS)

@@ -3,16 +3,38 @@
 Reads a CSV or Parquet file (or a DuckDB database with ``--table`` / ``--query``),
 aggregates it inside DuckDB into per-arm moments, and prints every treatment arm
 against control for every metric (see ``docs/data.md``). Exit status 0 on success,
-2 on a usage error (a missing column, an unknown label, a bad option).
+2 on a usage error (a missing column, an unknown label, a bad option), 130 when
+interrupted (SIGINT or SIGTERM), with one line and no traceback. The package imports
+its names lazily, so this module installs its handler about 0.1 s after launch, before
+SciPy or DuckDB is imported.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import sys
-from pathlib import Path
+import signal
+
+_PENDING: list[int] = []
+
+
+def _hold(signum: int, frame: object) -> None:
+    _PENDING.append(signum)
+
+
+if __name__ == "__main__":  # first: a signal while this module loads becomes exit 130
+    for _signum in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(_signum) is not signal.SIG_IGN:  # an ignored one stays ignored
+            signal.signal(_signum, _hold)
+
+import argparse  # noqa: E402 - after the handler above, on purpose
+import contextlib  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+EXIT_INTERRUPTED = 130
 
 #: Files larger than this show a progress bar (one step per metric query).
 PROGRESS_BYTES = 50 * 2**20
@@ -97,17 +119,68 @@ def _columns(con, source: str) -> list[str]:
     return [d[0] for d in con.execute(f"SELECT * FROM ({wrapped}) LIMIT 0").description]
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the command line; return the exit status."""
-    args = _parser().parse_args(argv)
+class _Interrupted(BaseException):
+    """SIGINT or SIGTERM while ``main`` runs, raised by our handler.
+
+    Not a KeyboardInterrupt: one that surfaces in code the interpreter's C layer runs
+    (an extension module's import, DuckDB's) marks the process, which then ends by
+    SIGINT (status -2) even when caught.
+    """
+
+
+def _raise_interrupted(signum: int, frame: object) -> None:
+    _PENDING.append(signum)  # kept: extension code may turn the exception into its own error
+    raise _Interrupted(signum)
+
+
+@contextlib.contextmanager
+def _interrupts_raised() -> Iterator[None]:
+    """SIGINT and SIGTERM raise :class:`_Interrupted` in the block (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {
+        signum: signal.signal(signum, _raise_interrupted)
+        for signum in (signal.SIGINT, signal.SIGTERM)
+        if signal.getsignal(signum) is not signal.SIG_IGN
+    }
     try:
-        return _analyze(args)
+        yield
+    finally:
+        for signum, handler in previous.items():
+            if handler is not None:
+                signal.signal(signum, handler)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit status (130 when interrupted)."""
+    held = list(_PENDING)  # a signal held while this module loaded
+    _PENDING.clear()
+    try:
+        with _interrupts_raised():
+            if held:
+                raise _Interrupted(held[0])
+            args = _parser().parse_args(argv)
+            try:
+                status = _analyze(args)
+            except Exception:
+                if _PENDING:  # an interrupt that DuckDB or an import turned into an error
+                    raise _Interrupted(_PENDING[0]) from None
+                raise
+            if _PENDING:
+                raise _Interrupted(_PENDING[0])
+            return status
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # the reader (e.g. `| head`) closed the pipe: not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except (KeyboardInterrupt, _Interrupted):
+        print("\npython -m estimators: interrupted.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        _PENDING.clear()
 
 
 def _analyze(args: argparse.Namespace) -> int:

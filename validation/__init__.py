@@ -2,22 +2,38 @@
 
 The checks test that the estimators are calibrated and the corrected gradients unbiased;
 a registry feeds the report runner.
+
+The public names are loaded on first use (PEP 562, ``estimators._lazy``), so ``import
+validation`` and ``python -m validation`` start without importing SciPy, Numba or torch:
+``python -m validation`` installs its Ctrl-C handler before any of them is imported
+(see :mod:`validation.__main__`).
+
+``validation.calibrate`` is the function :func:`validation.calibrate.calibrate`, also
+after ``import validation.calibrate`` (which would otherwise rebind the package
+attribute to the submodule); import the module's other names with
+``from validation.calibrate import ...``.
 """
 
-# ``validation.calibrate(estimator, scenario, ...)`` is the function; import names of the
-# module with ``from validation.calibrate import ...`` (the attribute is the function).
-from validation.calibrate import Calibration, CalibrationScenario, calibrate
-from validation.core import (
-    Check,
-    CheckResult,
-    NegativeControl,
-    RunContext,
-    get_check,
-    iter_checks,
-    register,
-)
-from validation.data_scenario import DataScenario
-from validation.mc import Z_FAMILY, family_wise_rate, mcse_mean, mcse_proportion
+from estimators._lazy import make_lazy
+
+#: Public name -> the module that defines it (imported on first access).
+_EXPORTS: dict[str, str] = {
+    "Calibration": "validation.calibrate",
+    "CalibrationScenario": "validation.calibrate",
+    "calibrate": "validation.calibrate",
+    "Check": "validation.core",
+    "CheckResult": "validation.core",
+    "NegativeControl": "validation.core",
+    "RunContext": "validation.core",
+    "get_check": "validation.core",
+    "iter_checks": "validation.core",
+    "register": "validation.core",
+    "DataScenario": "validation.data_scenario",
+    "Z_FAMILY": "validation.mc",
+    "family_wise_rate": "validation.mc",
+    "mcse_mean": "validation.mc",
+    "mcse_proportion": "validation.mc",
+}
 
 __all__ = [
     "Calibration",
@@ -36,3 +52,5 @@ __all__ = [
     "mcse_proportion",
     "register",
 ]
+
+make_lazy(__name__, _EXPORTS)

@@ -14,23 +14,50 @@ it should; 1 otherwise (the failures are printed); 2 for a usage error or a back
 be opened (an unreachable ``--scheduler`` is named within ``--connect-timeout``
 seconds); 130 when
 interrupted (SIGINT or SIGTERM), in which case nothing is written and a previous
-report in the folder is left as it was.
+report in the folder is left as it was. That holds at any moment after the interpreter
+has started (about 0.1 s after launch): imports, parsing, checks and report writing,
+for every subcommand, with a message on stderr and no traceback. The report's files
+are moved into place with the signals held back, so an interrupt during those moves
+takes effect once they are all done (the message says the report is the new one).
 """
 
 from __future__ import annotations
 
-import argparse
-import inspect
-import json
+# The first thing ``python -m validation`` does, before any other import: hold SIGINT and
+# SIGTERM. A signal that arrives while this module loads is noted here and turned into
+# exit status 130 as soon as ``main`` starts (``main`` then installs the handler of
+# ``validation.interrupt``); the heavy imports (NumPy, SciPy, Numba, torch, Matplotlib)
+# all happen inside ``main``.
 import signal
-import sys
-import textwrap
-from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
 
-from validation.backend import add_backend_options, run_with_backend
-from validation.core import PROFILES
+_PENDING: list[int] = []
+
+
+def _hold(signum: int, frame: object) -> None:
+    _PENDING.append(signum)
+
+
+if __name__ == "__main__":
+    for _signum in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(_signum) is not signal.SIG_IGN:  # an ignored one stays ignored
+            signal.signal(_signum, _hold)
+
+import argparse  # noqa: E402 - after the handler above, on purpose
+import inspect  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+import textwrap  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+from validation.interrupt import (  # noqa: E402
+    INTERRUPTS,
+    Interrupted,
+    interrupts_raised,
+    raise_if_received,
+    received,
+)
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -50,6 +77,8 @@ def _seed(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``python -m validation``."""
+    from validation.backend import add_backend_options
+    from validation.core import PROFILES
     from validation.runner import DEFAULT_SEED
 
     parser = argparse.ArgumentParser(
@@ -133,7 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_calibrate_parser(sub: Any) -> None:
     """Add ``calibrate MODULE:FUNCTION`` (validation.calibrate) to the subcommands."""
+    from validation.backend import add_backend_options
     from validation.calibrate import BATTERY, KINDS, SCENARIOS
+    from validation.core import PROFILES
 
     cal = sub.add_parser(
         "calibrate",
@@ -173,14 +204,6 @@ def _add_calibrate_parser(sub: Any) -> None:
     add_backend_options(cal)
 
 
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM, turned into an interrupt so that the run stops cleanly."""
-
-
-def _on_sigterm(signum: int, frame: Any) -> None:
-    raise _Terminated()
-
-
 def _load(imports: Sequence[str]) -> bool:
     """Import the built-in check modules and ``imports``; print why and return False on error."""
     import traceback
@@ -192,6 +215,7 @@ def _load(imports: Sequence[str]) -> bool:
         load_builtin_checks()
         import_check_modules(imports)
     except Exception:  # noqa: BLE001 - reported, exit 1
+        raise_if_received()  # an interrupt that an extension's import turned into an error
         print("could not import the check modules:\n" + traceback.format_exc(), file=sys.stderr)
         return False
     return True
@@ -324,48 +348,62 @@ def _cmd_run(args: argparse.Namespace) -> int:
             tqdm.write(line, file=sys.stdout)
         sys.stdout.flush()
 
-    old_term = signal.getsignal(signal.SIGTERM)
+    previous = _file_identity(out_dir / "results.json")
     try:
-        signal.signal(signal.SIGTERM, _on_sigterm)
-    except ValueError:  # not the main thread: SIGTERM keeps its handler
-        old_term = None
-    try:
-        try:
-            # plots drawn in a second process while the next checks run
-            with BackgroundPlots(enabled=len(checks) > 1) as background:
+        # plots drawn in a second process while the next checks run
+        with BackgroundPlots(enabled=len(checks) > 1) as background:
 
-                def finished(outcome: Any) -> None:
-                    echo(outcome)
-                    background.submit(outcome)
+            def finished(outcome: Any) -> None:
+                echo(outcome)
+                background.submit(outcome)
 
-                run = run_checks(
-                    checks,
-                    profile=args.profile,
-                    seed=args.seed,
-                    show_progress=args.progress,
-                    on_outcome=finished,
-                    command=command,
-                )
-                paths = write_report(
-                    run,
-                    out_dir,
-                    recsys_results=args.recsys_results,
-                    plots=background.plots,
-                )
-        except RunInterrupted as exc:
-            _print_interrupted(exc, out_dir)
-            return EXIT_INTERRUPTED
-        except KeyboardInterrupt:
-            print(
-                f"\ninterrupted while writing the report; {out_dir / 'results.json'} was not "
-                "replaced.",
-                file=sys.stderr,
+            run = run_checks(
+                checks,
+                profile=args.profile,
+                seed=args.seed,
+                show_progress=args.progress,
+                on_outcome=finished,
+                command=command,
             )
-            return EXIT_INTERRUPTED
-    finally:
-        if old_term is not None:
-            signal.signal(signal.SIGTERM, old_term)
+            paths = write_report(
+                run, out_dir, recsys_results=args.recsys_results, plots=background.plots
+            )
+        raise_if_received()  # one that a plot's C code turned into a plot error
+    except RunInterrupted as exc:
+        _print_interrupted(exc, out_dir)
+        return EXIT_INTERRUPTED
+    except INTERRUPTS:
+        _print_interrupted_writing(out_dir, previous)
+        return EXIT_INTERRUPTED
     return _print_summary(run, paths)
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    """``(inode, mtime_ns)`` of ``path``, or None when it does not exist."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
+def _print_interrupted_writing(out_dir: Path, previous: tuple[int, int] | None) -> None:
+    """Say whether an interrupt while the report was written left the old report in place.
+
+    The report's files are moved into place together with the signals held back
+    (``validation.runner_io.AtomicWriter``), so an interrupt either precedes the moves
+    (the previous report stays) or takes effect once all are done.
+    """
+    results = out_dir / "results.json"
+    if _file_identity(results) == previous:
+        print(
+            f"\ninterrupted while writing the report; {results} was not replaced.", file=sys.stderr
+        )
+    else:
+        print(
+            f"\ninterrupted just after the report was written; {results} is the new one.",
+            file=sys.stderr,
+        )
 
 
 def _print_interrupted(exc: Any, out_dir: Path) -> None:
@@ -461,6 +499,7 @@ def _cmd_calibrate(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
             estimator = getattr(estimator, part)
         kind = args.kind or infer_kind(estimator)
     except Exception as exc:  # noqa: BLE001 - reported, usage error
+        raise_if_received()
         print(f"error: cannot use {args.estimator!r}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     from validation.data_scenario import data_scenario_from_args
@@ -501,7 +540,7 @@ def _cmd_calibrate(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     except (ValueError, TypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
+    except INTERRUPTS:
         print(f"\ninterrupted; nothing was written to {out_dir.resolve()}.", file=sys.stderr)
         return EXIT_INTERRUPTED
     for outcome in cal.run.outcomes:
@@ -513,18 +552,34 @@ def _cmd_calibrate(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
             print(f"  - {failure}")
         if len(cal.failures) > 20:
             print(f"  ... {len(cal.failures) - 20} more in results.json")
+    previous = _file_identity(out_dir / "results.json")
     try:
         paths = cal.write_report(out_dir)
-    except KeyboardInterrupt:
-        print(f"\ninterrupted; {out_dir / 'results.json'} was not replaced.", file=sys.stderr)
+        raise_if_received()
+    except INTERRUPTS:
+        _print_interrupted_writing(out_dir, previous)
         return EXIT_INTERRUPTED
     if own is not None and (args.check is None or "coverage" in args.check):
         # --data: where the estimator breaks on these data (validation.data_curve)
         from validation.data_curve import write_curve
 
-        write_curve(
-            estimator, own, out_dir, n_replicates=r, rng=seed, kind=kind, estimator_kwargs=kwargs
-        )
+        try:
+            write_curve(
+                estimator,
+                own,
+                out_dir,
+                n_replicates=r,
+                rng=seed,
+                kind=kind,
+                estimator_kwargs=kwargs,
+            )
+        except INTERRUPTS:
+            print(
+                f"\ninterrupted while adding the --data coverage curve; the report in {out_dir} "
+                "was written, the curve may be missing.",
+                file=sys.stderr,
+            )
+            return EXIT_INTERRUPTED
     return _print_summary(cal.run, paths)
 
 
@@ -568,21 +623,51 @@ def _cmd_mutants(args: argparse.Namespace) -> int:
                     "elapsed_s": outcome.elapsed_s,
                 }
             )
-    except KeyboardInterrupt:
-        print("\ninterrupted.", file=sys.stderr)
+    except INTERRUPTS:
+        print("\ninterrupted; nothing was written.", file=sys.stderr)
         return EXIT_INTERRUPTED
     killed = sum(bool(r["killed_by"]) for r in rows)
     print(f"mutation score: {killed}/{len(rows)} killed ({args.profile} profile)")
     if args.out is not None:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
+        from validation.runner_io import AtomicWriter
+
         doc = {"profile": args.profile, "seed": args.seed, "mutants": rows}
-        (out / "mutants.json").write_text(json.dumps(doc, indent=2), encoding="utf-8")
+        with AtomicWriter(args.out) as writer:  # an interrupt leaves the previous file
+            writer.stage("mutants.json", json.dumps(doc, indent=2))
+            writer.commit()
     return EXIT_OK if killed == len(rows) else EXIT_FAILED
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit status."""
+    """Run the command line; return the exit status (130 when interrupted, at any phase).
+
+    SIGINT and SIGTERM raise :class:`validation.interrupt.Interrupted` while ``main``
+    runs (main thread only; the previous handlers are restored on return). The
+    subcommands catch it where they can say what was kept; anywhere else (imports,
+    parsing, loading the checks, starting the backend) it ends here, with one line.
+    """
+    try:
+        with interrupts_raised():
+            if _PENDING:  # a signal held while this module loaded
+                raise Interrupted(_PENDING[0])
+            try:
+                status = _main(argv)
+            except Exception:
+                raise_if_received()  # an interrupt that C code turned into an error
+                raise
+            if status != EXIT_INTERRUPTED and received() is not None:
+                # an interrupt swallowed past every place that could say more
+                print("\npython -m validation: interrupted.", file=sys.stderr)
+                return EXIT_INTERRUPTED
+            return status
+    except INTERRUPTS:
+        print("\npython -m validation: interrupted; nothing was written.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    from validation.backend import run_with_backend
+
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -19,6 +19,7 @@ into this process (the mutation harness) is judged here, never in the worker.
 from __future__ import annotations
 
 import multiprocessing
+import pickle
 import signal
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -32,13 +33,13 @@ def _ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _render(outcome: CheckOutcome) -> PlotOutcome | None:
+def _render(payload: bytes) -> PlotOutcome | None:
     import matplotlib
 
     matplotlib.use("Agg")
     from validation.report import render_check_plot
 
-    return render_check_plot(outcome)
+    return render_check_plot(pickle.loads(payload))
 
 
 class BackgroundPlots:
@@ -76,13 +77,19 @@ class BackgroundPlots:
         if not self._enabled or not outcome.results:
             return
         try:
+            # pickled here, not in the pool's feeder thread: a check defined in a
+            # function (no import path) then simply stays with this process
+            payload = pickle.dumps(outcome)
+        except Exception:  # noqa: BLE001 - drawn in this process instead
+            return
+        try:
             if self._pool is None:
                 self._pool = ProcessPoolExecutor(
                     max_workers=1,
                     mp_context=multiprocessing.get_context("spawn"),
                     initializer=_ignore_sigint,
                 )
-            self._futures[outcome.check.name] = self._pool.submit(_render, outcome)
+            self._futures[outcome.check.name] = self._pool.submit(_render, payload)
         except Exception:  # noqa: BLE001 - drawn in this process instead
             self._enabled = False
 
@@ -106,6 +113,9 @@ class BackgroundPlots:
         """Stop the worker now; queued plots not yet drawn are dropped."""
         pool, self._pool = self._pool, None
         if pool is None:
+            return
+        if all(future.done() for future in self._futures.values()):
+            pool.shutdown(wait=True)  # the worker is idle: let it exit
             return
         processes = list((getattr(pool, "_processes", None) or {}).values())
         pool.shutdown(wait=False, cancel_futures=True)

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from validation.core import PROFILES, Check, CheckResult, RunContext, iter_checks
+from validation.interrupt import INTERRUPTS, raise_if_received
 from validation.mc import Z_FAMILY, family_wise_rate
 from validation.runner_format import (  # noqa: F401 - re-exported: report, findings, CLI
     _fmt,
@@ -434,7 +435,8 @@ def run_checks(
     Raises
     ------
     RunInterrupted
-        On KeyboardInterrupt (SIGINT, or SIGTERM under the CLI), carrying the checks
+        On KeyboardInterrupt or :class:`validation.interrupt.Interrupted` (SIGINT or
+        SIGTERM under the CLI's handler), carrying the checks
         that completed. Nothing is written.
 
     Notes
@@ -460,12 +462,13 @@ def run_checks(
             current = check.name
             outer.set_postfix_str(check.name, refresh=True)
             outcome = _run_one(check, profile=profile, seed=seed, z=z, disable=disable)
+            raise_if_received()  # an interrupt that C code turned into the check's error
             completed.append(outcome)
             outer.update(1)
             if on_outcome is not None:
                 on_outcome(outcome)
             current = None
-    except KeyboardInterrupt as exc:
+    except INTERRUPTS as exc:  # Ctrl-C, or SIGINT/SIGTERM under the CLI's handler
         raise RunInterrupted(tuple(completed), current) from exc
     finally:
         outer.close()
