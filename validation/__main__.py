@@ -51,6 +51,17 @@ from collections.abc import Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
+from validation.cli_common import (  # noqa: E402
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    file_identity,
+    load_checks,
+    print_interrupted,
+    print_interrupted_writing,
+    print_summary,
+)
 from validation.interrupt import (  # noqa: E402
     INTERRUPTS,
     Interrupted,
@@ -58,11 +69,6 @@ from validation.interrupt import (  # noqa: E402
     raise_if_received,
     received,
 )
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
 
 
 def _seed(text: str) -> int:
@@ -204,27 +210,10 @@ def _add_calibrate_parser(sub: Any) -> None:
     add_backend_options(cal)
 
 
-def _load(imports: Sequence[str]) -> bool:
-    """Import the built-in check modules and ``imports``; print why and return False on error."""
-    import traceback
-
-    from validation.core import load_builtin_checks
-    from validation.runner import import_check_modules
-
-    try:
-        load_builtin_checks()
-        import_check_modules(imports)
-    except Exception:  # noqa: BLE001 - reported, exit 1
-        raise_if_received()  # an interrupt that an extension's import turned into an error
-        print("could not import the check modules:\n" + traceback.format_exc(), file=sys.stderr)
-        return False
-    return True
-
-
 def _cmd_list(args: argparse.Namespace) -> int:
     from validation.core import iter_checks
 
-    if not _load(args.imports):
+    if not load_checks(args.imports):
         return EXIT_FAILED
     checks = list(iter_checks())
     if not checks:
@@ -245,7 +234,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
     from validation.report import _scenario_text
     from validation.runner import _fmt
 
-    if not _load(args.imports):
+    if not load_checks(args.imports):
         return EXIT_FAILED
     try:
         check = get_check(args.name)
@@ -328,7 +317,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if out_dir.exists() and not out_dir.is_dir():
         print(f"error: `--out` must be a folder; got the file {str(out_dir)!r}.", file=sys.stderr)
         return EXIT_USAGE
-    if not _load(args.imports):
+    if not load_checks(args.imports):
         return EXIT_FAILED
     try:
         checks = select_checks(args.only)
@@ -348,7 +337,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             tqdm.write(line, file=sys.stdout)
         sys.stdout.flush()
 
-    previous = _file_identity(out_dir / "results.json")
+    previous = file_identity(out_dir / "results.json")
     try:
         # plots drawn in a second process while the next checks run
         with BackgroundPlots(enabled=len(checks) > 1) as background:
@@ -370,90 +359,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
             )
         raise_if_received()  # one that a plot's C code turned into a plot error
     except RunInterrupted as exc:
-        _print_interrupted(exc, out_dir)
+        print_interrupted(exc, out_dir)
         return EXIT_INTERRUPTED
     except INTERRUPTS:
-        _print_interrupted_writing(out_dir, previous)
+        print_interrupted_writing(out_dir, previous)
         return EXIT_INTERRUPTED
-    return _print_summary(run, paths)
-
-
-def _file_identity(path: Path) -> tuple[int, int] | None:
-    """``(inode, mtime_ns)`` of ``path``, or None when it does not exist."""
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return st.st_ino, st.st_mtime_ns
-
-
-def _print_interrupted_writing(out_dir: Path, previous: tuple[int, int] | None) -> None:
-    """Say whether an interrupt while the report was written left the old report in place.
-
-    The report's files are moved into place together with the signals held back
-    (``validation.runner_io.AtomicWriter``), so an interrupt either precedes the moves
-    (the previous report stays) or takes effect once all are done.
-    """
-    results = out_dir / "results.json"
-    if _file_identity(results) == previous:
-        print(
-            f"\ninterrupted while writing the report; {results} was not replaced.", file=sys.stderr
-        )
-    else:
-        print(
-            f"\ninterrupted just after the report was written; {results} is the new one.",
-            file=sys.stderr,
-        )
-
-
-def _print_interrupted(exc: Any, out_dir: Path) -> None:
-    print("\ninterrupted.", file=sys.stderr)
-    if exc.current:
-        print(f"  running when interrupted: {exc.current}", file=sys.stderr)
-    if exc.completed:
-        print(f"  completed ({len(exc.completed)}):", file=sys.stderr)
-        for outcome in exc.completed:
-            state = "ok" if outcome.ok else "FAILED"
-            print(f"    {outcome.check.name}: {state} ({outcome.elapsed_s:.1f} s)", file=sys.stderr)
-    else:
-        print("  no check completed.", file=sys.stderr)
-    print(
-        f"  nothing was written; {(out_dir / 'results.json').resolve()} was left as it was.",
-        file=sys.stderr,
-    )
-
-
-def _print_summary(run: Any, paths: Any) -> int:
-    from validation.runner import QUICK_BUDGET_S
-
-    print()
-    print(
-        f"cells passed: {run.n_passed}/{run.n_cells}; negative controls failed as expected: "
-        f"{run.n_controls_failed}/{run.n_controls}; exact identities: {run.n_exact}"
-    )
-    print(
-        f"family-wise false-failure bound: {run.family_wise_rate:.2%} "
-        f"({run.n_cells} cells at z = {run.z:g}); seed {run.seed}; "
-        f"elapsed {run.elapsed_s:.1f} s"
-    )
-    if run.profile == "quick" and run.elapsed_s > QUICK_BUDGET_S:
-        print(f"note: the quick profile took longer than its {QUICK_BUDGET_S:.0f} s budget.")
-    print(f"reproduce: {run.command}")
-    for err in paths.plot_errors:
-        print(f"plot failed (reported in the report): {err}")
-    problems = run.problems
-    if problems:
-        print(f"\nFAILED: {len(problems)} problem(s):")
-        for problem in problems:
-            print(f"  - {problem}")
-    else:
-        print("\nPASSED: every claim holds and every negative control failed as it should.")
-    print("\nreport written:")
-    print(f"  {paths.html}")
-    print(f"  {paths.markdown}")
-    print(f"  {paths.results_json}")
-    print(f"  {paths.html.parent / 'plots'}{'/' if paths.plots else ''} ({len(paths.plots)} PNGs)")
-    return EXIT_OK if not problems else EXIT_FAILED
+    return print_summary(run, paths)
 
 
 def _cmd_calibrate(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
@@ -552,12 +463,12 @@ def _cmd_calibrate(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
             print(f"  - {failure}")
         if len(cal.failures) > 20:
             print(f"  ... {len(cal.failures) - 20} more in results.json")
-    previous = _file_identity(out_dir / "results.json")
+    previous = file_identity(out_dir / "results.json")
     try:
         paths = cal.write_report(out_dir)
         raise_if_received()
     except INTERRUPTS:
-        _print_interrupted_writing(out_dir, previous)
+        print_interrupted_writing(out_dir, previous)
         return EXIT_INTERRUPTED
     if own is not None and (args.check is None or "coverage" in args.check):
         # --data: where the estimator breaks on these data (validation.data_curve)
@@ -580,62 +491,7 @@ def _cmd_calibrate(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
                 file=sys.stderr,
             )
             return EXIT_INTERRUPTED
-    return _print_summary(cal.run, paths)
-
-
-def _cmd_mutants(args: argparse.Namespace) -> int:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from validation.mutants import run_mutant, select_mutants
-
-    try:
-        mutants = select_mutants(args.only)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    if args.list:
-        for m in mutants:
-            print(f"{m.name:<36} {m.target}\n    {m.description}")
-        return EXIT_OK
-    if not _load([]):
-        return EXIT_FAILED
-    print(f"{'mutant':<36} {'state':<9} {'kill':<6} {'s':>6}  killing cells", flush=True)
-    rows = []
-    try:
-        for m in mutants:
-            outcome = run_mutant(m, profile=args.profile, seed=args.seed)
-            state = "killed" if outcome.killed else "SURVIVED"
-            cells = ", ".join(outcome.killed_by[:4]) + (
-                f" (+{len(outcome.killed_by) - 4})" if len(outcome.killed_by) > 4 else ""
-            )
-            print(
-                f"{m.name:<36} {state:<9} {outcome.kill:<6} {outcome.elapsed_s:>6.1f}  {cells}",
-                flush=True,
-            )
-            rows.append(
-                {
-                    "mutant": m.name,
-                    "target": m.target,
-                    "description": m.description,
-                    "killed_by": list(outcome.killed_by),
-                    "kill": outcome.kill,
-                    "elapsed_s": outcome.elapsed_s,
-                }
-            )
-    except INTERRUPTS:
-        print("\ninterrupted; nothing was written.", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    killed = sum(bool(r["killed_by"]) for r in rows)
-    print(f"mutation score: {killed}/{len(rows)} killed ({args.profile} profile)")
-    if args.out is not None:
-        from validation.runner_io import AtomicWriter
-
-        doc = {"profile": args.profile, "seed": args.seed, "mutants": rows}
-        with AtomicWriter(args.out) as writer:  # an interrupt leaves the previous file
-            writer.stage("mutants.json", json.dumps(doc, indent=2))
-            writer.commit()
-    return EXIT_OK if killed == len(rows) else EXIT_FAILED
+    return print_summary(cal.run, paths)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -680,7 +536,9 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.command == "calibrate":
         return run_with_backend(args, "calibrate", _cmd_calibrate, args, argv)
     if args.command == "mutants":
-        return _cmd_mutants(args)
+        from validation.mutants import command
+
+        return command(args)
     return run_with_backend(args, "validation", _cmd_run, args)
 
 

@@ -121,3 +121,70 @@ def run_mutant(mutant: Mutant, *, profile: str = "quick", seed: int | None = Non
             if cell_problems(outcome.check, res):
                 killed.append(res.name)
     return MutantOutcome(mutant, tuple(killed), time.perf_counter() - start)
+
+
+def command(args: Any) -> int:
+    """Run ``python -m validation mutants`` (the mutation harness; exit 0 when all are killed)."""
+    import json
+    import sys
+
+    import matplotlib
+
+    from validation.cli_common import (
+        EXIT_FAILED,
+        EXIT_INTERRUPTED,
+        EXIT_OK,
+        EXIT_USAGE,
+        load_checks,
+    )
+    from validation.interrupt import INTERRUPTS
+
+    matplotlib.use("Agg")
+
+    try:
+        mutants = select_mutants(args.only)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.list:
+        for m in mutants:
+            print(f"{m.name:<36} {m.target}\n    {m.description}")
+        return EXIT_OK
+    if not load_checks([]):
+        return EXIT_FAILED
+    print(f"{'mutant':<36} {'state':<9} {'kill':<6} {'s':>6}  killing cells", flush=True)
+    rows = []
+    try:
+        for m in mutants:
+            outcome = run_mutant(m, profile=args.profile, seed=args.seed)
+            state = "killed" if outcome.killed else "SURVIVED"
+            cells = ", ".join(outcome.killed_by[:4]) + (
+                f" (+{len(outcome.killed_by) - 4})" if len(outcome.killed_by) > 4 else ""
+            )
+            print(
+                f"{m.name:<36} {state:<9} {outcome.kill:<6} {outcome.elapsed_s:>6.1f}  {cells}",
+                flush=True,
+            )
+            rows.append(
+                {
+                    "mutant": m.name,
+                    "target": m.target,
+                    "description": m.description,
+                    "killed_by": list(outcome.killed_by),
+                    "kill": outcome.kill,
+                    "elapsed_s": outcome.elapsed_s,
+                }
+            )
+    except INTERRUPTS:
+        print("\ninterrupted; nothing was written.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    killed = sum(bool(r["killed_by"]) for r in rows)
+    print(f"mutation score: {killed}/{len(rows)} killed ({args.profile} profile)")
+    if args.out is not None:
+        from validation.runner_io import AtomicWriter
+
+        doc = {"profile": args.profile, "seed": args.seed, "mutants": rows}
+        with AtomicWriter(args.out) as writer:  # an interrupt leaves the previous file
+            writer.stage("mutants.json", json.dumps(doc, indent=2))
+            writer.commit()
+    return EXIT_OK if killed == len(rows) else EXIT_FAILED

@@ -279,7 +279,7 @@ def test_ignored_sigint_stays_ignored(tmp_path):
 def test_mutants_json_is_written_atomically(tmp_path, monkeypatch):
     # an interrupt while mutants.json is staged leaves the previous file as it was
     from validation import __main__ as cli
-    from validation import mutants, runner_io
+    from validation import cli_common, mutants, runner_io
 
     out = tmp_path / "mut"
     out.mkdir()
@@ -289,7 +289,7 @@ def test_mutants_json_is_written_atomically(tmp_path, monkeypatch):
         killed, killed_by, kill, elapsed_s = True, ("cell",), "fail", 0.0
 
     monkeypatch.setattr(mutants, "run_mutant", lambda m, **kw: Outcome())
-    monkeypatch.setattr(cli, "_load", lambda imports: True)  # the checks are not run here
+    monkeypatch.setattr(cli_common, "load_checks", lambda imports: True)  # checks not run
 
     def interrupted_commit(self):
         raise KeyboardInterrupt
