@@ -1,5 +1,6 @@
 """Shared test configuration: a derandomised hypothesis profile (JIT compilation breaks
-deadlines, and CI must be deterministic)."""
+deadlines, and CI must be deterministic), and one xdist group per test file but the
+files in :data:`SPREAD_FILES` (how scripts/test.sh hands tests to its workers)."""
 
 import signal
 import threading
