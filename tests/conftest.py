@@ -1,9 +1,11 @@
 """Shared test configuration: a derandomised hypothesis profile (JIT compilation breaks
-deadlines, and CI must be deterministic)."""
+deadlines, and CI must be deterministic), and one xdist group per test file but the
+files in :data:`SPREAD_FILES` (how scripts/test.sh hands tests to its workers)."""
 
 import signal
 import threading
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 # pytest-xdist workers start with SIGINT ignored, and an ignored signal stays ignored in
@@ -24,3 +26,18 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile("suite")
+
+#: Test files whose tests go to the xdist workers one at a time (scripts/test.sh runs
+#: ``--dist loadgroup``): many independent, heavy tests and no costly module fixture.
+#: Every other file is one group, so that its module fixtures (a Spark session, a Dask
+#: LocalCluster, a quick-profile run) are built once, on one worker.
+SPREAD_FILES = frozenset({"tests/validation/test_mutants.py"})
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config, items):
+    """Put every test of a file in one ``xdist_group``, except in :data:`SPREAD_FILES`."""
+    for item in items:
+        path = item.nodeid.split("::", 1)[0]
+        if path not in SPREAD_FILES:
+            item.add_marker(pytest.mark.xdist_group(path))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 import warnings
 
 import numpy as np
@@ -386,16 +387,18 @@ def test_launch_reports_a_failing_rank():
 
 def _hang_on_rank_one() -> None:
     if rd.rank() == 1:
-        import time
-
         time.sleep(3600)
     torch.distributed.barrier()
 
 
 @pytest.mark.slow
 def test_launch_times_out_instead_of_hanging():
+    """Rank 1 never reaches the barrier: the launch fails within its timeout (plus the
+    processes' start and teardown), rather than after rank 1's hour of sleep."""
+    t0 = time.monotonic()
     with pytest.raises((TimeoutError, RuntimeError)):
-        rd.launch(_hang_on_rank_one, 2, timeout_s=30.0, threads=1)
+        rd.launch(_hang_on_rank_one, 2, timeout_s=8.0, threads=1)
+    assert time.monotonic() - t0 < 8.0 + 60.0
 
 
 # ------------------------------------------------------------- compare, 2 vs 1 process

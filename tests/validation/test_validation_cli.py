@@ -180,7 +180,7 @@ from validation import CheckResult, NegativeControl, register
 from validation.mc import proportion_tolerance
 
 
-@numba.njit(parallel=True, cache=False)
+@numba.njit(parallel=True, cache=True)  # the 2-thread run loads the 1-thread compile
 def _covered_kernel(seeds, n, half):
     out = np.empty(seeds.shape[0])
     for r in numba.prange(seeds.shape[0]):
@@ -228,6 +228,7 @@ def test_results_identical_for_1_and_2_numba_threads(tmp_path):
             ],
             tmp_path,
             NUMBA_NUM_THREADS=threads,
+            NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"),
         )
         assert proc.returncode == 0, proc.stdout + proc.stderr
         docs.append(json.loads((out / "results.json").read_text()))
