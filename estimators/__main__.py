@@ -26,13 +26,17 @@ if __name__ == "__main__":  # first: a signal while this module loads becomes ex
             signal.signal(_signum, _hold)
 
 import argparse  # noqa: E402 - after the handler above, on purpose
-import contextlib  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
-import threading  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
+
+from estimators._interrupt import (  # noqa: E402
+    INTERRUPTS,
+    Interrupted,
+    interrupts_raised,
+    raise_if_received,
+)
 
 EXIT_INTERRUPTED = 130
 
@@ -119,56 +123,21 @@ def _columns(con, source: str) -> list[str]:
     return [d[0] for d in con.execute(f"SELECT * FROM ({wrapped}) LIMIT 0").description]
 
 
-class _Interrupted(BaseException):
-    """SIGINT or SIGTERM while ``main`` runs, raised by our handler.
-
-    Not a KeyboardInterrupt: one that surfaces in code the interpreter's C layer runs
-    (an extension module's import, DuckDB's) marks the process, which then ends by
-    SIGINT (status -2) even when caught.
-    """
-
-
-def _raise_interrupted(signum: int, frame: object) -> None:
-    _PENDING.append(signum)  # kept: extension code may turn the exception into its own error
-    raise _Interrupted(signum)
-
-
-@contextlib.contextmanager
-def _interrupts_raised() -> Iterator[None]:
-    """SIGINT and SIGTERM raise :class:`_Interrupted` in the block (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {
-        signum: signal.signal(signum, _raise_interrupted)
-        for signum in (signal.SIGINT, signal.SIGTERM)
-        if signal.getsignal(signum) is not signal.SIG_IGN
-    }
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            if handler is not None:
-                signal.signal(signum, handler)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status (130 when interrupted)."""
     held = list(_PENDING)  # a signal held while this module loaded
     _PENDING.clear()
     try:
-        with _interrupts_raised():
+        with interrupts_raised():
             if held:
-                raise _Interrupted(held[0])
+                raise Interrupted(held[0])
             args = _parser().parse_args(argv)
             try:
                 status = _analyze(args)
             except Exception:
-                if _PENDING:  # an interrupt that DuckDB or an import turned into an error
-                    raise _Interrupted(_PENDING[0]) from None
+                raise_if_received()  # an interrupt that DuckDB or an import turned into an error
                 raise
-            if _PENDING:
-                raise _Interrupted(_PENDING[0])
+            raise_if_received()
             return status
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -176,11 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader (e.g. `| head`) closed the pipe: not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except (KeyboardInterrupt, _Interrupted):
+    except INTERRUPTS:
         print("\npython -m estimators: interrupted.", file=sys.stderr)
         return EXIT_INTERRUPTED
-    finally:
-        _PENDING.clear()
 
 
 def _analyze(args: argparse.Namespace) -> int:

@@ -592,6 +592,8 @@ class QueryScenario:
                 f"got {self.day_effect_high}."
             )
         if self.day_effects is not None:
+            # a tuple whatever sequence was given: the scenario stays hashable (memoised truth)
+            object.__setattr__(self, "day_effects", tuple(self.day_effects))
             if len(self.day_effects) != 7:
                 raise ValueError(
                     f"`day_effects` must have 7 entries (one per day of week); "
@@ -633,10 +635,7 @@ class QueryScenario:
         key = None
         if day_effects is not None:
             key = tuple(np.asarray(day_effects, dtype=np.float64).ravel().tolist())
-        try:
-            return _query_true_effect(self, key)
-        except TypeError:  # a scenario built with a list of day effects is not hashable
-            return _query_true_effect.__wrapped__(self, key)
+        return _query_true_effect(self, key)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the parameters as a JSON-serialisable dict."""

@@ -45,7 +45,13 @@ from validation.ab_coverage import (
     coverage_table,
     plot_coverage,
 )
-from validation.ab_mc import ks_uniformity, pvalue_qq_figure, rejection_rate, sd_ratio
+from validation.ab_mc import (
+    ks_uniformity,
+    pvalue_qq_figure,
+    pvalue_quantiles,
+    rejection_rate,
+    sd_ratio,
+)
 from validation.ab_samples import (
     COVERAGE_DISTRIBUTIONS,
     COVERAGE_LIFT,
@@ -202,14 +208,7 @@ def check_aa(ctx: RunContext) -> list[CheckResult]:
     r_t, _, nv_t = _arm_stats(mt)
     z_naive = (r_t - r_c) / np.sqrt(nv_t + nv_c)
     p_naive = 2.0 * stats.norm.sf(np.abs(z_naive))
-    probs = np.linspace(0.0, 1.0, 101)
-    extra_q = {
-        "probs": probs,
-        "pvalue_quantiles": {
-            "delta": np.quantile(p_delta, probs),
-            "naive": np.quantile(p_naive, probs),
-        },
-    }
+    extra_q = pvalue_quantiles({"delta": p_delta, "naive": p_naive})
     seed = int(ss.entropy)
     scenario = {**scen.to_dict(), "n_per_arm": _AA_USERS}
     fpr = rejection_rate(p_delta, alpha=0.05, z=ctx.z)

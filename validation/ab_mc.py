@@ -34,6 +34,7 @@ __all__ = [
     "ks_uniformity",
     "mean_band",
     "pvalue_qq_figure",
+    "pvalue_quantiles",
     "rejection_rate",
     "sd_ratio",
     "variance_ratio",
@@ -204,6 +205,18 @@ def sd_ratio(
     return BandFigure(float(ratio), z * se, se, r)
 
 
+def pvalue_quantiles(series: dict[str, npt.ArrayLike]) -> dict[str, Any]:
+    """Return the ``extra`` that :func:`pvalue_qq_figure` draws: quantiles per series.
+
+    That is ``{"probs": 101 probabilities 0..1, "pvalue_quantiles": {key: quantiles}}``.
+    """
+    probs = np.linspace(0.0, 1.0, 101)
+    return {
+        "probs": probs,
+        "pvalue_quantiles": {k: np.quantile(np.asarray(v), probs) for k, v in series.items()},
+    }
+
+
 def pvalue_qq_figure(
     results: Sequence[Any], series: Sequence[tuple[str, str, str]], title: str | None = None
 ) -> Any:
@@ -212,8 +225,8 @@ def pvalue_qq_figure(
     Parameters
     ----------
     results : sequence of CheckResult
-        Cells of a check; the first whose ``extra`` holds ``"pvalue_quantiles"`` (a dict
-        of quantile lists) and ``"probs"`` (the probabilities) is drawn.
+        Cells of a check; the first whose ``extra`` holds ``"pvalue_quantiles"`` and
+        ``"probs"`` (as :func:`pvalue_quantiles` makes them) is drawn.
     series : sequence of (key, label, linestyle)
         Which quantile lists to draw, with their legend labels and line styles.
     title : str, optional

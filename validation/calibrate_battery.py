@@ -23,7 +23,14 @@ import numpy.typing as npt
 from scipy import stats
 
 from estimators.moments import RatioMoments
-from validation.ab_mc import coverage, ks_uniformity, mean_band, pvalue_qq_figure, rejection_rate
+from validation.ab_mc import (
+    coverage,
+    ks_uniformity,
+    mean_band,
+    pvalue_qq_figure,
+    pvalue_quantiles,
+    rejection_rate,
+)
 from validation.calibrate_protocol import _FIELDS, ProtocolError, estimator_args, estimator_output
 from validation.calibrate_scenarios import CalibrationScenario
 from validation.core import Check, CheckResult, NegativeControl
@@ -198,11 +205,7 @@ def _aa_cells(prefix, st: _Stream, alpha, z, scenario, seed) -> list[CheckResult
     ctrl_name = CONTROL_NAME
     fpr, fpr_c = rejection_rate(p, alpha=alpha, z=z), rejection_rate(pc, alpha=alpha, z=z)
     ks, ks_c = ks_uniformity(p, z=z), ks_uniformity(pc, z=z)
-    probs = np.linspace(0.0, 1.0, 101)
-    extra = {
-        "probs": probs,
-        "pvalue_quantiles": {"estimator": np.quantile(p, probs), "control": np.quantile(pc, probs)},
-    }
+    extra = pvalue_quantiles({"estimator": p, "control": pc})
     return [
         CheckResult(
             name=f"{prefix}/false-positive-rate",

@@ -12,7 +12,7 @@ retrieval checks (group ``"retrieval"``).
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -139,6 +139,22 @@ def check_mixed_inclusion(ctx: RunContext) -> list[CheckResult]:
 STREAM_SCENARIO: dict[str, Any] = dict(n_items=2000, batch_size=128, zipf_exponent=1.0, alpha=0.02)
 
 
+class _Run(NamedTuple):
+    """One table's results: gaps ``(T, S, P)``; share, freq and alone ``(S, P)``."""
+
+    gaps: np.ndarray
+    share: np.ndarray
+    freq: np.ndarray
+    alone: np.ndarray
+
+
+def _item_law() -> np.ndarray:
+    """Return the streams' Zipf item probabilities ``p`` (N,)."""
+    n = STREAM_SCENARIO["n_items"]
+    p = 1.0 / np.arange(1, n + 1) ** STREAM_SCENARIO["zipf_exponent"]
+    return p / p.sum()
+
+
 def _streams(
     n_streams: int,
     n_steps: int,
@@ -146,22 +162,21 @@ def _streams(
     tables: dict[str, tuple[int, int, int]],
     probe: np.ndarray,
     checkpoints: list[int],
-) -> dict[str, tuple[np.ndarray, ...]]:
+) -> dict[str, _Run]:
     """Run ``n_streams`` independent Zipf streams through several estimators (disjoint ids).
 
     ``tables`` maps a label to ``(n_buckets, n_hashes, salt)``; every estimator sees the
     same streams (drawn once). Stream ``s`` uses ids ``s * N + y``; a table has
     ``n_streams * n_buckets`` rows, so each stream sees the collision density of
-    ``n_buckets`` buckets. Returns, per label, the ``(len(checkpoints), n_streams,
-    len(probe))`` gaps, the item law ``p``, the final
+    ``n_buckets`` buckets. Returns, per label, a :class:`_Run`: the
+    ``(len(checkpoints), n_streams, len(probe))`` gaps, the final
     :meth:`StreamingFrequencyEstimator.item_probability` of the probes and their
     per-batch frequency ``estimate``, each ``(n_streams, len(probe))`` (each stream's
     batch holds ``B`` ids), and the ``(n_streams, len(probe))`` mask of probes alone in
     their bucket under every hash (no other of the ``n_streams * N`` ids hashes there).
     """
     n, b = STREAM_SCENARIO["n_items"], STREAM_SCENARIO["batch_size"]
-    p = 1.0 / np.arange(1, n + 1) ** STREAM_SCENARIO["zipf_exponent"]
-    p /= p.sum()
+    p = _item_law()
     ests = {
         label: StreamingFrequencyEstimator(
             n_streams * n_buckets, n_hashes, STREAM_SCENARIO["alpha"], seed=salt
@@ -193,13 +208,7 @@ def _streams(
         for h in range(est.n_hashes):
             load = torch.bincount(buckets[h], minlength=est.n_buckets)  # ids per bucket
             alone &= (load[buckets[h][probe_ids]] == 1).numpy()
-        out[label] = (
-            np.stack(gaps[label]),
-            p,
-            share,
-            freq,
-            alone.reshape(n_streams, probe.size),
-        )
+        out[label] = _Run(np.stack(gaps[label]), share, freq, alone.reshape(n_streams, probe.size))
     return out
 
 
@@ -275,13 +284,13 @@ def check_streaming_frequency(ctx: RunContext) -> list[CheckResult]:
         "few-4": (b_per_stream["few"], 4, 11),
     }
     runs = _streams(n_streams, n_steps, ss, tables, probe, checkpoints)
-    p = runs["large"][1]
+    p = _item_law()
     q_b = -np.expm1(b * np.log1p(-p[probe]))  # (P,) per-batch inclusion probability
-    ratio = {k: v[0] * q_b for k, v in runs.items()}  # (T, S, P): gap / E[gap]
+    ratio = {k: v.gaps * q_b for k, v in runs.items()}  # (T, S, P): gap / E[gap]
     per_stream = {k: v[-1].mean(axis=1) for k, v in ratio.items()}  # (S,)
     # Even 8,192 buckets per 2,000 items put ~20 % of the probes in a shared bucket, whose
     # gaps the other item shortens: the unbiasedness claim is made on the probes alone.
-    alone = runs["large"][4]  # (S, P)
+    alone = runs["large"].alone  # (S, P)
     n_alone = alone.sum(axis=1)  # (S,)
     defined = n_alone > 0
     alone_mean = (ratio["large"][-1] * alone).sum(axis=1)[defined] / n_alone[defined]
@@ -297,7 +306,7 @@ def check_streaming_frequency(ctx: RunContext) -> list[CheckResult]:
             "ratio_over_time": inv.mean(axis=(1, 2)).tolist(),
             "ratio_sd_over_time": inv.mean(axis=2).std(axis=1).tolist(),
             "q_batch": q_b.tolist(),
-            "estimate": (1.0 / runs[label][0][-1].mean(axis=0)).tolist(),
+            "estimate": (1.0 / runs[label].gaps[-1].mean(axis=0)).tolist(),
             "expected_count": (b * p[probe]).tolist(),
             "z": ctx.z,
         }
@@ -313,7 +322,7 @@ def check_streaming_frequency(ctx: RunContext) -> list[CheckResult]:
     # (i) large table, probes alone in their bucket: gap x Q_B = 1 (per-stream means of
     # those probes); control: the expected count B p as the target, same probes
     fig, se = mean_se(alone_mean)
-    count_ratio = runs["large"][0][-1] * b * p[probe]  # (S, P) gap x B p
+    count_ratio = runs["large"].gaps[-1] * b * p[probe]  # (S, P) gap x B p
     ctrl, _ = mean_se((count_ratio * alone).sum(axis=1)[defined] / n_alone[defined])
     out.append(
         CheckResult(
@@ -343,7 +352,7 @@ def check_streaming_frequency(ctx: RunContext) -> list[CheckResult]:
         )
     )
     # (i') the item share inverts the per-batch inclusion: Q_B(item_probability) = 1/gap
-    share, freq = runs["large"][2], runs["large"][3]  # (S, P) each
+    share, freq = runs["large"].share, runs["large"].freq  # (S, P) each
     back = np.asarray(inclusion_probability(share, b))
     linear = np.asarray(inclusion_probability(np.minimum(freq / b, 1.0), b))
     out.append(
